@@ -1,0 +1,279 @@
+/**
+ * Embedded MQTT broker (aedes) with TCP, optional WebSocket and optional TLS listeners.
+ *
+ * Telemetry is validated and made durable inside aedes' `authorizePublish` hook: aedes writes the
+ * QoS 1 PUBACK (and QoS 2 PUBREC) only after that hook calls back (lib/handlers/publish.js), so a
+ * publisher is acknowledged only for readings that are on disk.
+ *
+ * MQTT-3.3.5-2: a PUBLISH the server does not authorize is either acknowledged or the connection
+ * is closed; we close it (the device sees the refusal in its own logs) and count it.
+ */
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { Logger } from 'pino';
+import type { Duplex } from 'node:stream';
+import { TELEMETRY_TOPIC_PATTERN } from '../contract/reading.js';
+import type { CoreMetrics } from '../obs/metrics.js';
+import { RateLimitedLog } from '../obs/logger.js';
+import { ErrorCodes, GatewayError } from '../errors.js';
+import type { DeviceIdentity, MqttAcl } from '../auth/mqtt-acl.js';
+import type { Ingest } from '../ingest/ingest.js';
+
+export interface BrokerOptions {
+  host: string;
+  port: number;
+  ws: { enabled: boolean; host: string; port: number };
+  tls: { enabled: boolean; host: string; port: number; certFile?: string | undefined; keyFile?: string | undefined; caFile?: string | undefined; requireClientCert: boolean };
+  maxConnections: number;
+  connectTimeoutMs: number;
+  drainTimeoutMs: number;
+  maxInflightPerClient: number;
+}
+
+export interface BrokerDeps {
+  ingest: Ingest;
+  acl: MqttAcl;
+  metrics: CoreMetrics;
+  logger: Logger;
+}
+
+export interface BrokerPorts {
+  mqtt: number;
+  ws?: number;
+  tls?: number;
+}
+
+const IDENTITY = Symbol('smartops.identity');
+type ClientWithIdentity = Client & { [IDENTITY]?: DeviceIdentity };
+
+function listen(server: NetServer, port: number, host: string, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException): void => {
+      reject(new GatewayError(ErrorCodes.LISTEN_FAILED, `${what} cannot listen on ${host}:${port}: ${e.code ?? e.message} (is another broker running? change the port in config)`));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: { close(cb: (err?: Error) => void): unknown }): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+  });
+}
+
+export class Broker {
+  readonly aedes: Aedes;
+  private readonly servers: NetServer[] = [];
+  private wss: WebSocketServer | undefined;
+  private readonly rlog: RateLimitedLog;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  ports: BrokerPorts = { mqtt: 0 };
+
+  private constructor(
+    aedes: Aedes,
+    private readonly opts: BrokerOptions,
+    private readonly deps: BrokerDeps,
+  ) {
+    this.aedes = aedes;
+    this.rlog = new RateLimitedLog(deps.logger, 10000);
+  }
+
+  static async create(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
+    // eslint-disable-next-line prefer-const
+    let self: Broker | undefined;
+    const aedes = await Aedes.createBroker({
+      connectTimeout: opts.connectTimeoutMs,
+      drainTimeout: opts.drainTimeoutMs,
+      maxInflightInbound: opts.maxInflightPerClient,
+      authenticate: (client, username, password, done) => {
+        (self as Broker).authenticate(client as ClientWithIdentity, username, password, done);
+      },
+      authorizePublish: (client, packet, done) => {
+        (self as Broker).authorizePublish(client as ClientWithIdentity | null, packet, done);
+      },
+      authorizeSubscribe: (client, sub, done) => {
+        (self as Broker).authorizeSubscribe(client as ClientWithIdentity, sub, done);
+      },
+    });
+    self = new Broker(aedes, opts, deps);
+    self.wireEvents();
+    return self;
+  }
+
+  private wireEvents(): void {
+    const { metrics, logger } = this.deps;
+    this.aedes.on('client', (c) => {
+      metrics.mqttClientsConnected.inc();
+      metrics.mqttConnections.inc({ event: 'connect' });
+      logger.info({ clientId: c.id, username: (c as ClientWithIdentity)[IDENTITY]?.username ?? null }, 'mqtt client connected');
+    });
+    this.aedes.on('clientDisconnect', (c) => {
+      metrics.mqttClientsConnected.dec();
+      metrics.mqttConnections.inc({ event: 'disconnect' });
+      logger.info({ clientId: c.id }, 'mqtt client disconnected');
+    });
+    this.aedes.on('clientError', (c, err) => {
+      this.rlog.warn(`clientError:${err.message.slice(0, 40)}`, { clientId: c.id, error: err.message }, 'mqtt client error');
+    });
+    this.aedes.on('connectionError', (_c, err) => {
+      this.rlog.warn('connectionError', { error: err.message }, 'mqtt connection error before CONNECT');
+    });
+  }
+
+  private authenticate(
+    client: ClientWithIdentity,
+    username: Readonly<string> | undefined,
+    password: Readonly<Buffer> | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    this.deps.acl.authenticate(username, password as Buffer | undefined).then(
+      (r) => {
+        if (r.ok) {
+          client[IDENTITY] = r.identity;
+          done(null, true);
+          return;
+        }
+        this.deps.metrics.mqttAuthFailures.inc({ reason: r.reason });
+        this.rlog.warn(`auth:${r.reason}`, { clientId: client.id, username: username ?? null, reason: r.reason }, 'mqtt connection refused');
+        const err = new Error(r.reason === 'anonymous_not_allowed' ? 'not authorized' : 'bad username or password') as AuthenticateError;
+        // CONNACK return codes (MQTT 3.1.1 table 3.1): 4 bad user name or password, 5 not authorized.
+        err.returnCode = r.reason === 'anonymous_not_allowed' ? 5 : 4;
+        done(err, false);
+      },
+      (e: unknown) => {
+        const err = new Error(`authentication failed: ${(e as Error).message}`) as AuthenticateError;
+        err.returnCode = 3;
+        done(err, false);
+      },
+    );
+  }
+
+  private authorizePublish(client: ClientWithIdentity | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    if (!client) return done(null); // the broker's own publishes (alerts)
+    const identity = client[IDENTITY];
+    if (!identity || !this.deps.acl.canPublish(identity, packet.topic)) {
+      this.deps.metrics.mqttAuthFailures.inc({ reason: 'publish_denied' });
+      this.deps.ingest.reject(packet.topic, packet.payload as Buffer, client.id, 'not_authorized', `client may not publish to ${packet.topic}`);
+      return done(new Error(`not authorized to publish to ${packet.topic}`));
+    }
+    if (!TELEMETRY_TOPIC_PATTERN.test(packet.topic) && !packet.topic.startsWith('machines/')) return done(null);
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    this.inflight++;
+    this.deps.ingest.handle(packet.topic, payload, client.id).then(
+      (r) => {
+        this.settle();
+        if (r.status === 'unavailable') {
+          if (packet.qos === 0) this.deps.metrics.readingsDropped.inc({ reason: 'outbox_full_qos0' });
+          return done(new Error(`not stored: ${r.detail}`));
+        }
+        // Accepted, or rejected and counted: acknowledge either way (an invalid message will never
+        // become valid, and holding it would make the publisher resend it forever).
+        done(null);
+      },
+      (e: unknown) => {
+        this.settle();
+        done(e as Error);
+      },
+    );
+  }
+
+  private settle(): void {
+    this.inflight--;
+    if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private authorizeSubscribe(client: ClientWithIdentity, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const identity = client[IDENTITY];
+    if (identity && this.deps.acl.canSubscribe(identity, sub.topic)) return done(null, sub);
+    this.deps.metrics.mqttAuthFailures.inc({ reason: 'subscribe_denied' });
+    this.rlog.warn('subscribe_denied', { clientId: client.id, topic: sub.topic }, 'mqtt subscription refused');
+    // MQTT-3.9.3: SUBACK return code 0x80 (failure) for this filter; the connection stays up.
+    done(null, null);
+  }
+
+  async listen(): Promise<BrokerPorts> {
+    const o = this.opts;
+    const handle = (stream: Duplex, req?: unknown): void => {
+      this.aedes.handle(stream as never, req as never);
+    };
+    const tcp = createNetServer((socket) => handle(socket));
+    tcp.maxConnections = o.maxConnections;
+    this.servers.push(tcp);
+    this.ports = { mqtt: await listen(tcp, o.port, o.host, 'MQTT') };
+    if (o.tls.enabled) {
+      if (!o.tls.certFile || !o.tls.keyFile) {
+        throw new GatewayError(ErrorCodes.CONFIG_INVALID, 'mqtt.tls.enabled needs mqtt.tls.certFile and mqtt.tls.keyFile');
+      }
+      if (o.tls.requireClientCert && !o.tls.caFile) {
+        throw new GatewayError(ErrorCodes.CONFIG_INVALID, 'mqtt.tls.requireClientCert needs mqtt.tls.caFile to verify client certificates');
+      }
+      const tls = createTlsServer(
+        {
+          cert: readFileSync(o.tls.certFile),
+          key: readFileSync(o.tls.keyFile),
+          ...(o.tls.caFile ? { ca: readFileSync(o.tls.caFile) } : {}),
+          requestCert: o.tls.requireClientCert,
+          rejectUnauthorized: o.tls.requireClientCert,
+        },
+        (socket) => handle(socket),
+      );
+      tls.maxConnections = o.maxConnections;
+      this.servers.push(tls);
+      this.ports.tls = await listen(tls, o.tls.port, o.tls.host, 'MQTT TLS');
+    }
+    if (o.ws.enabled) {
+      const { createServer } = await import('node:http');
+      const httpServer = createServer();
+      const wss = new WebSocketServer({ server: httpServer, maxPayload: 64 * 1024 * 1024 });
+      wss.on('connection', (ws, req) => {
+        if (wss.clients.size > o.maxConnections) {
+          ws.close(1013, 'too many connections');
+          return;
+        }
+        handle(createWebSocketStream(ws), req);
+      });
+      this.wss = wss;
+      this.servers.push(httpServer as unknown as NetServer);
+      this.ports.ws = await listen(httpServer as unknown as NetServer, o.ws.port, o.ws.host, 'MQTT WebSocket');
+    }
+    return this.ports;
+  }
+
+  /** Publish from the gateway itself (alerts), QoS 1 to subscribers. */
+  publish(topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  connectedClients(): number {
+    return this.aedes.connectedClients;
+  }
+
+  /** Stop accepting connections and wait for publishes being stored to finish (their acks go out). */
+  async stopAccepting(timeoutMs: number): Promise<void> {
+    await Promise.all(this.servers.map((s) => {
+      const p = closeServer(s);
+      return Promise.race([p, new Promise<void>((r) => setTimeout(r, 50))]);
+    }));
+    if (this.inflight > 0) {
+      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise<void>((r) => setTimeout(r, timeoutMs))]);
+    }
+  }
+
+  /** Disconnect clients and release the listeners. */
+  async close(): Promise<void> {
+    this.wss?.close();
+    for (const c of this.wss?.clients ?? []) c.terminate();
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await Promise.all(this.servers.map((s) => closeServer(s)));
+  }
+}

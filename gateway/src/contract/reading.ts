@@ -1,0 +1,218 @@
+/**
+ * The reading contract: what a machine publishes on `machines/<machineId>/telemetry`.
+ *
+ * single: {"ts": <epoch ms | ISO-8601>, "metrics": {"<name>": <finite number>, ...}, "seq"?: <int>}
+ * batch:  {"readings": [<single>, ...]}
+ *
+ * This module is pure (no I/O) so the simulators, the ingest path and the tests share one definition.
+ */
+import { z } from 'zod';
+
+/** machineId and metric names: letters, digits, `_`, `.`, `-`; 1 to 64 characters. */
+export const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+export const TELEMETRY_TOPIC_PATTERN = /^machines\/([^/]+)\/telemetry$/;
+
+/** A reading after validation: the shape every downstream module (outbox, sinks, windows) sees. */
+export interface Reading {
+  machine: string;
+  /** Event time, epoch milliseconds (integer). */
+  ts: number;
+  metrics: Record<string, number>;
+  seq?: number;
+  /** True when the publisher sent no `ts` and arrival time was used. */
+  tsFromArrival?: boolean;
+}
+
+/** Reasons a message is rejected; stable strings, used as the `reason` label in /metrics. */
+export const REJECT_REASONS = [
+  'bad_topic',
+  'bad_machine_id',
+  'payload_too_large',
+  'invalid_json',
+  'invalid_schema',
+  'bad_metric_name',
+  'non_finite_value',
+  'too_many_readings',
+  'too_many_metrics',
+  'empty_metrics',
+  'bad_timestamp',
+  'timestamp_in_future',
+  'timestamp_too_old',
+  'not_authorized',
+  'outbox_full',
+  'internal_error',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export interface ContractLimits {
+  maxPayloadBytes: number;
+  maxReadingsPerBatch: number;
+  maxMetricsPerReading: number;
+  /** A timestamp more than this many ms ahead of the gateway clock is rejected. */
+  maxFutureSkewMs: number;
+  /** A timestamp older than this many ms is rejected. */
+  maxAgeMs: number;
+}
+
+export const DEFAULT_LIMITS: ContractLimits = {
+  maxPayloadBytes: 256 * 1024,
+  maxReadingsPerBatch: 1000,
+  maxMetricsPerReading: 256,
+  maxFutureSkewMs: 5 * 60 * 1000,
+  maxAgeMs: 30 * 24 * 3600 * 1000,
+};
+
+export type ParseResult =
+  | { ok: true; readings: Reading[] }
+  | { ok: false; reason: RejectReason; detail: string };
+
+const tsSchema = z.union([
+  z.number().finite(),
+  z.string().min(1).max(64),
+]);
+
+const singleSchema = z
+  .object({
+    ts: tsSchema.optional(),
+    metrics: z.record(z.string(), z.unknown()),
+    seq: z.number().int().optional(),
+  })
+  .strict();
+
+const batchSchema = z.object({ readings: z.array(z.unknown()) }).strict();
+
+// ISO-8601 with a date and time; Date.parse alone accepts too much (e.g. "1").
+const ISO_RE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+function parseTs(raw: number | string): number | undefined {
+  if (typeof raw === 'number') {
+    if (!Number.isFinite(raw) || raw < 0) return undefined;
+    return Math.round(raw);
+  }
+  if (!ISO_RE.test(raw)) return undefined;
+  const ms = Date.parse(raw);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export function parseTopic(topic: string): { ok: true; machine: string } | { ok: false; reason: RejectReason; detail: string } {
+  const m = TELEMETRY_TOPIC_PATTERN.exec(topic);
+  if (!m) return { ok: false, reason: 'bad_topic', detail: `topic "${truncate(topic)}" is not machines/<machineId>/telemetry` };
+  const machine = m[1] as string;
+  if (!NAME_PATTERN.test(machine)) {
+    return { ok: false, reason: 'bad_machine_id', detail: `machineId "${truncate(machine)}" must match [A-Za-z0-9_.-]{1,64}` };
+  }
+  return { ok: true, machine };
+}
+
+function truncate(s: string, n = 80): string {
+  return s.length > n ? `${s.slice(0, n)}...` : s;
+}
+
+function zodDetail(err: z.ZodError, prefix: string): string {
+  const issue = err.issues[0];
+  if (!issue) return 'invalid payload';
+  const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+  return `${path || '(root)'}: ${issue.message}`;
+}
+
+function parseSingle(
+  raw: unknown,
+  machine: string,
+  now: number,
+  limits: ContractLimits,
+  where: string,
+): { ok: true; reading: Reading } | { ok: false; reason: RejectReason; detail: string } {
+  const r = singleSchema.safeParse(raw);
+  if (!r.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(r.error, where) };
+  const entries = Object.entries(r.data.metrics);
+  if (entries.length === 0) return { ok: false, reason: 'empty_metrics', detail: `${where}metrics: at least one metric is required` };
+  if (entries.length > limits.maxMetricsPerReading) {
+    return { ok: false, reason: 'too_many_metrics', detail: `${where}metrics: ${entries.length} metrics, limit is ${limits.maxMetricsPerReading}` };
+  }
+  const metrics: Record<string, number> = {};
+  for (const [name, value] of entries) {
+    if (!NAME_PATTERN.test(name)) {
+      return { ok: false, reason: 'bad_metric_name', detail: `${where}metrics: name "${truncate(name)}" must match [A-Za-z0-9_.-]{1,64}` };
+    }
+    if (typeof value !== 'number') {
+      return { ok: false, reason: 'invalid_schema', detail: `${where}metrics.${name}: expected a number, got ${value === null ? 'null' : typeof value}` };
+    }
+    if (!Number.isFinite(value)) {
+      return { ok: false, reason: 'non_finite_value', detail: `${where}metrics.${name}: value must be finite` };
+    }
+    metrics[name] = value;
+  }
+  let ts: number;
+  let tsFromArrival = false;
+  if (r.data.ts === undefined) {
+    ts = now;
+    tsFromArrival = true;
+  } else {
+    const parsed = parseTs(r.data.ts);
+    if (parsed === undefined) {
+      return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: expected epoch milliseconds or an ISO-8601 date-time` };
+    }
+    if (parsed > now + limits.maxFutureSkewMs) {
+      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock` };
+    }
+    if (parsed < now - limits.maxAgeMs) {
+      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms` };
+    }
+    ts = parsed;
+  }
+  const reading: Reading = { machine, ts, metrics };
+  if (r.data.seq !== undefined) reading.seq = r.data.seq;
+  if (tsFromArrival) reading.tsFromArrival = true;
+  return { ok: true, reading };
+}
+
+/**
+ * Validate one MQTT message. A batch is all-or-nothing: one bad reading rejects the message,
+ * so a publisher never has to guess which part of its batch was stored.
+ */
+export function parseTelemetry(
+  topic: string,
+  payload: Buffer | Uint8Array | string,
+  now: number,
+  limits: ContractLimits = DEFAULT_LIMITS,
+): ParseResult {
+  const t = parseTopic(topic);
+  if (!t.ok) return t;
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+  if (size > limits.maxPayloadBytes) {
+    return { ok: false, reason: 'payload_too_large', detail: `payload is ${size} bytes, limit is ${limits.maxPayloadBytes}` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+  } catch (e) {
+    return { ok: false, reason: 'invalid_json', detail: `payload is not JSON: ${(e as Error).message}` };
+  }
+  if (json !== null && typeof json === 'object' && !Array.isArray(json) && 'readings' in json) {
+    const b = batchSchema.safeParse(json);
+    if (!b.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(b.error, '') };
+    if (b.data.readings.length === 0) return { ok: false, reason: 'invalid_schema', detail: 'readings: batch is empty' };
+    if (b.data.readings.length > limits.maxReadingsPerBatch) {
+      return { ok: false, reason: 'too_many_readings', detail: `readings: ${b.data.readings.length} readings, limit is ${limits.maxReadingsPerBatch}` };
+    }
+    const readings: Reading[] = [];
+    for (let i = 0; i < b.data.readings.length; i++) {
+      const one = parseSingle(b.data.readings[i], t.machine, now, limits, `readings.${i}.`);
+      if (!one.ok) return one;
+      readings.push(one.reading);
+    }
+    return { ok: true, readings };
+  }
+  const one = parseSingle(json, t.machine, now, limits, '');
+  if (!one.ok) return one;
+  return { ok: true, readings: [one.reading] };
+}
+
+/** Topic a machine's telemetry is published on. */
+export function telemetryTopic(machine: string): string {
+  return `machines/${machine}/telemetry`;
+}
+/** Topic the gateway publishes a machine's alerts on. */
+export function alertsTopic(machine: string): string {
+  return `machines/${machine}/alerts`;
+}

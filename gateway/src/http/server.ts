@@ -1,0 +1,115 @@
+/**
+ * HTTP API (fastify + zod type provider): every input is validated by a zod schema, which also
+ * feeds the OpenAPI document served at /docs (JSON at /docs/json).
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { matchToken } from '../auth/passwords.js';
+import type { CoreMetrics } from '../obs/metrics.js';
+import { sendError } from './errors.js';
+
+export type Scope = 'read' | 'ack' | 'admin';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Scope a bearer token needs for this route when http.auth = token. */
+    scope?: Scope;
+  }
+}
+
+export interface HttpServerDeps {
+  config: Config['http'];
+  logger: Logger;
+  metrics: CoreMetrics;
+  version: string;
+  /** Route plugins, registered in order. */
+  routes: FastifyPluginAsync[];
+}
+
+export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }),
+    // Per-request logs would drown the interesting lines on a busy shop floor; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    requestTimeout: config.requestTimeoutMs,
+    // Bounded query strings: a fuzzer (or a typo) cannot make the parser work on megabytes.
+    routerOptions: { maxParamLength: 200 },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.setErrorHandler((err, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const v = err.validation[0];
+      const where = `${err.validationContext ?? 'request'}${v?.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`;
+      return sendError(reply, 400, 'BAD_REQUEST', `${where}: ${v?.message ?? 'invalid input'}`);
+    }
+    const e = err as { statusCode?: number; code?: string; message: string };
+    const status = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
+    if (status >= 500) {
+      req.log.error({ err }, 'request failed');
+      return sendError(reply, status, e.code && !e.code.startsWith('FST_') ? e.code : 'INTERNAL', status === 503 ? e.message : 'internal error (see gateway log)');
+    }
+    const code = status === 429 ? 'RATE_LIMITED' : e.code && !e.code.startsWith('FST_') ? e.code : status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
+    return sendError(reply, status, code, e.message);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+
+  await app.register(rateLimit, {
+    max: config.rateLimit.max,
+    timeWindow: config.rateLimit.windowMs,
+    // Bounded memory: at most this many client addresses are tracked.
+    cache: 10000,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      code: 'RATE_LIMITED',
+      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded`,
+    }),
+  });
+  if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'smartops-gateway API', version: deps.version, description: 'Shop-floor edge gateway: machines, readings, alerts, anomaly scores.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  if (config.auth === 'token') {
+    const hashes = config.tokens.map((t) => t.tokenHash);
+    app.addHook('onRequest', async (req, reply) => {
+      if (!req.url.startsWith('/api/')) return;
+      const need: Scope = req.routeOptions.config.scope ?? 'admin';
+      const h = req.headers.authorization;
+      const m = typeof h === 'string' ? /^Bearer\s+(\S{1,512})$/i.exec(h) : null;
+      if (!m) {
+        deps.metrics.httpAuthFailures.inc({ reason: 'missing_token' });
+        return sendError(reply.header('www-authenticate', 'Bearer'), 401, 'UNAUTHORIZED', 'missing bearer token: send Authorization: Bearer <token>');
+      }
+      const i = matchToken(m[1] as string, hashes);
+      const tok = i >= 0 ? config.tokens[i] : undefined;
+      if (!tok) {
+        deps.metrics.httpAuthFailures.inc({ reason: 'bad_token' });
+        return sendError(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'UNAUTHORIZED', 'invalid bearer token');
+      }
+      if (!tok.scopes.includes(need) && !tok.scopes.includes('admin')) {
+        deps.metrics.httpAuthFailures.inc({ reason: 'missing_scope' });
+        return sendError(reply, 403, 'FORBIDDEN', `token "${tok.name}" lacks the "${need}" scope`);
+      }
+      return undefined;
+    });
+  }
+
+  for (const r of deps.routes) await app.register(r);
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,79 @@
+/**
+ * Ingest: topic + payload validation, then a durable append to the outbox. The broker calls
+ * `handle` from aedes' authorizePublish hook, so the PUBACK is written only after this resolves
+ * (aedes lib/handlers/publish.js acks after authorizePublish calls back).
+ */
+import type { Logger } from 'pino';
+import { parseTelemetry, type ContractLimits, type Reading, type RejectReason } from '../contract/reading.js';
+import { GatewayError, ErrorCodes } from '../errors.js';
+import { RateLimitedLog } from '../obs/logger.js';
+import type { CoreMetrics } from '../obs/metrics.js';
+import type { RejectLog } from './rejects.js';
+
+/** Where accepted readings go durably (the outbox). */
+export interface DurableAppend {
+  append(readings: Reading[]): Promise<void>;
+}
+
+export type IngestResult =
+  | { status: 'accepted'; count: number }
+  | { status: 'rejected'; reason: RejectReason; detail: string }
+  /** Outbox full or closing: the publisher must not get an ack; the broker disconnects it. */
+  | { status: 'unavailable'; detail: string };
+
+export interface IngestDeps {
+  limits: ContractLimits;
+  outbox: DurableAppend;
+  rejects: RejectLog;
+  metrics: CoreMetrics;
+  logger: Logger;
+  rejectLogIntervalMs: number;
+  /** Called after a durable append, before the ack, for in-memory consumers (registry, detection). */
+  onAccepted: (readings: Reading[]) => void;
+  now?: () => number;
+}
+
+export class Ingest {
+  private readonly rlog: RateLimitedLog;
+  constructor(private readonly deps: IngestDeps) {
+    this.rlog = new RateLimitedLog(deps.logger, deps.rejectLogIntervalMs);
+  }
+
+  reject(topic: string, payload: Buffer, clientId: string | null, reason: RejectReason, detail: string): IngestResult {
+    const d = this.deps;
+    d.metrics.messagesRejected.inc({ reason });
+    const preview = payload.subarray(0, 200).toString('utf8');
+    d.rejects.add({ at: Date.now(), reason, detail, topic: topic.slice(0, 256), clientId, payloadPreview: preview, payloadBytes: payload.byteLength });
+    this.rlog.warn(reason, { reason, topic: topic.slice(0, 256), clientId, detail }, 'telemetry message rejected');
+    return { status: 'rejected', reason, detail };
+  }
+
+  async handle(topic: string, payload: Buffer, clientId: string | null, transport = 'mqtt'): Promise<IngestResult> {
+    const d = this.deps;
+    d.metrics.messagesReceived.inc({ transport });
+    const now = d.now ? d.now() : Date.now();
+    const parsed = parseTelemetry(topic, payload, now, d.limits);
+    if (!parsed.ok) return this.reject(topic, payload, clientId, parsed.reason, parsed.detail);
+    try {
+      await d.outbox.append(parsed.readings);
+    } catch (e) {
+      const err = e as GatewayError;
+      const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
+      d.metrics.messagesRejected.inc({ reason });
+      d.metrics.readingsDropped.inc({ reason }, parsed.readings.length);
+      this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
+      return { status: 'unavailable', detail: err.message };
+    }
+    d.metrics.readingsAccepted.inc(parsed.readings.length);
+    let fromArrival = 0;
+    for (const r of parsed.readings) if (r.tsFromArrival) fromArrival++;
+    if (fromArrival) d.metrics.readingsTsFromArrival.inc(fromArrival);
+    try {
+      d.onAccepted(parsed.readings);
+    } catch (e) {
+      // Downstream in-memory consumers must never undo a durable accept.
+      this.rlog.warn('onAccepted', { error: (e as Error).message }, 'reading consumer failed');
+    }
+    return { status: 'accepted', count: parsed.readings.length };
+  }
+}

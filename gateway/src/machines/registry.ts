@@ -1,0 +1,148 @@
+/**
+ * Machines seen by the gateway: first/last reading time, readings count, metric names, merged with
+ * the optional configured registry (site/line/kind). Kept in memory, persisted to
+ * `<dataDir>/machines.sqlite` every few seconds and at stop, so /api/v1/machines survives restarts.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import type { Reading } from '../contract/reading.js';
+
+export interface MachineInfo {
+  id: string;
+  firstTs: number;
+  lastTs: number;
+  lastArrival: number;
+  readings: number;
+  metrics: string[];
+  site?: string | undefined;
+  line?: string | undefined;
+  kind?: string | undefined;
+  description?: string | undefined;
+}
+
+export interface RegistryEntry {
+  site?: string | undefined;
+  line?: string | undefined;
+  kind?: string | undefined;
+  description?: string | undefined;
+}
+
+interface State {
+  firstTs: number;
+  lastTs: number;
+  lastArrival: number;
+  readings: number;
+  metrics: Set<string>;
+}
+
+/** Metric names kept per machine: a bound, so a misbehaving device cannot grow memory forever. */
+const MAX_METRIC_NAMES = 1024;
+
+export class MachineRegistry {
+  private readonly state = new Map<string, State>();
+  private readonly dirty = new Set<string>();
+  private readonly db: Database.Database;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    dir: string,
+    private readonly configured: Record<string, RegistryEntry>,
+    flushIntervalMs = 2000,
+  ) {
+    this.db = new Database(join(dir, 'machines.sqlite'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS machines (
+      id TEXT PRIMARY KEY, first_ts INTEGER, last_ts INTEGER, last_arrival INTEGER, readings INTEGER, metrics TEXT)`);
+    for (const r of this.db.prepare('SELECT * FROM machines').all() as {
+      id: string;
+      first_ts: number;
+      last_ts: number;
+      last_arrival: number;
+      readings: number;
+      metrics: string;
+    }[]) {
+      this.state.set(r.id, {
+        firstTs: r.first_ts,
+        lastTs: r.last_ts,
+        lastArrival: r.last_arrival,
+        readings: r.readings,
+        metrics: new Set(JSON.parse(r.metrics) as string[]),
+      });
+    }
+    this.timer = setInterval(() => this.flush(), flushIntervalMs);
+    this.timer.unref();
+  }
+
+  record(readings: Reading[], arrival = Date.now()): void {
+    for (const r of readings) {
+      let s = this.state.get(r.machine);
+      if (!s) {
+        s = { firstTs: r.ts, lastTs: r.ts, lastArrival: arrival, readings: 0, metrics: new Set() };
+        this.state.set(r.machine, s);
+      }
+      if (r.ts < s.firstTs) s.firstTs = r.ts;
+      if (r.ts > s.lastTs) s.lastTs = r.ts;
+      s.lastArrival = arrival;
+      s.readings++;
+      for (const m in r.metrics) if (s.metrics.size < MAX_METRIC_NAMES) s.metrics.add(m);
+      this.dirty.add(r.machine);
+    }
+  }
+
+  /** Registry tags for a machine (added to every telemetry point). */
+  tagsFor(machine: string): RegistryEntry | undefined {
+    return this.configured[machine];
+  }
+
+  kindOf(machine: string): string | undefined {
+    return this.configured[machine]?.kind;
+  }
+
+  get(id: string): MachineInfo | undefined {
+    const s = this.state.get(id);
+    if (!s) return undefined;
+    const c = this.configured[id];
+    return {
+      id,
+      firstTs: s.firstTs,
+      lastTs: s.lastTs,
+      lastArrival: s.lastArrival,
+      readings: s.readings,
+      metrics: [...s.metrics].sort(),
+      site: c?.site,
+      line: c?.line,
+      kind: c?.kind,
+      description: c?.description,
+    };
+  }
+
+  list(): MachineInfo[] {
+    return [...this.state.keys()].sort().map((id) => this.get(id) as MachineInfo);
+  }
+
+  ids(): string[] {
+    return [...this.state.keys()];
+  }
+
+  flush(): void {
+    if (this.dirty.size === 0 || !this.db.open) return;
+    const up = this.db.prepare(
+      `INSERT INTO machines (id, first_ts, last_ts, last_arrival, readings, metrics) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET first_ts = excluded.first_ts, last_ts = excluded.last_ts,
+       last_arrival = excluded.last_arrival, readings = excluded.readings, metrics = excluded.metrics`,
+    );
+    this.db.transaction(() => {
+      for (const id of this.dirty) {
+        const s = this.state.get(id);
+        if (s) up.run(id, s.firstTs, s.lastTs, s.lastArrival, s.readings, JSON.stringify([...s.metrics]));
+      }
+    })();
+    this.dirty.clear();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.flush();
+    this.db.close();
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The one place that wires the modules together. Data flows one way:
+ *   broker (aedes) -> ingest (validation) -> outbox (durable) -> forwarder -> sink (InfluxDB | embedded)
+ *                                          \-> machine registry, detection -> alerts -> MQTT / InfluxDB / webhooks / HTTP
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { MqttAcl, loadUsersFile } from './auth/mqtt-acl.js';
+import { Broker } from './broker/broker.js';
+import { resolveSinkType } from './config/load.js';
+import type { Config } from './config/schema.js';
+import type { Reading } from './contract/reading.js';
+import { createHttpServer } from './http/server.js';
+import { coreRoutes, type ReadinessCheck } from './http/routes/core.js';
+import { Ingest } from './ingest/ingest.js';
+import { RejectLog } from './ingest/rejects.js';
+import { MachineRegistry } from './machines/registry.js';
+import { createLogger } from './obs/logger.js';
+import { createCoreMetrics, createRegistry } from './obs/metrics.js';
+import { Outbox } from './outbox/outbox.js';
+import { Forwarder } from './sinks/forwarder.js';
+import { InfluxReadingSource } from './sinks/influx-query.js';
+import { InfluxV1Sink } from './sinks/influx-v1.js';
+import { InfluxV2Sink } from './sinks/influx-v2.js';
+import type { Sink } from './sinks/sink.js';
+import { EmbeddedStore } from './store/embedded.js';
+import type { ReadingSource } from './store/embedded.js';
+
+export interface Gateway {
+  mqttPort: number;
+  httpPort: number;
+  wsPort?: number | undefined;
+  tlsPort?: number | undefined;
+  sinkType: string;
+  logger: Logger;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+}
+
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    if (pkg.version) return pkg.version;
+  } catch {
+    // running from dist/: one level further up
+  }
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
+
+export async function startGateway(config: Config, opts: StartOptions = {}): Promise<Gateway> {
+  const logger = opts.logger ?? createLogger(config.log.level, config.log.pretty);
+  const version = packageVersion();
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const startedAt = Date.now();
+  const registry = createRegistry();
+  const metrics = createCoreMetrics(registry);
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        logger.error({ err: e }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    // --- durable outbox
+    const outbox = new Outbox({
+      dir: dataDir,
+      fsync: config.outbox.fsync,
+      commitIntervalMs: config.outbox.commitIntervalMs,
+      maxBytes: config.outbox.maxBytes,
+      fullPolicy: config.outbox.fullPolicy,
+      fullWaitMs: config.outbox.fullWaitMs,
+      onDrop: (n) => {
+        metrics.readingsDropped.inc({ reason: 'outbox_full_drop_oldest' }, n);
+        logger.warn({ dropped: n, policy: 'drop-oldest' }, 'outbox budget full: oldest readings deleted');
+      },
+      onCommit: (s) => metrics.outboxCommitLatency.observe(s),
+    });
+    cleanups.push(() => outbox.close());
+    metrics.outboxBudgetBytes.set(config.outbox.maxBytes);
+
+    // --- machine registry
+    const machines = new MachineRegistry(dataDir, config.machines);
+    cleanups.push(() => machines.close());
+    const tagsFor = (m: string): Record<string, string | undefined> | undefined => {
+      const t = machines.tagsFor(m);
+      return t ? { site: t.site, line: t.line, kind: t.kind } : undefined;
+    };
+
+    // --- sink and where readings are read back from
+    const sinkType = resolveSinkType(config);
+    let sink: Sink;
+    let readings: ReadingSource;
+    const inf = config.influx;
+    if (sinkType === 'embedded') {
+      const store = new EmbeddedStore(dataDir, config.store.retentionDays * 86400_000);
+      sink = store;
+      readings = store;
+    } else {
+      if (!inf.url) throw new Error(`sink.type ${sinkType} needs influx.url`);
+      if (sinkType === 'influxdb-v2') {
+        if (!inf.org || !inf.bucket || !inf.token) throw new Error('sink.type influxdb-v2 needs influx.org, influx.bucket and influx.token');
+        sink = new InfluxV2Sink({ url: inf.url, org: inf.org, bucket: inf.bucket, token: inf.token, timeoutMs: config.sink.timeoutMs, tagsFor });
+      } else {
+        sink = new InfluxV1Sink({
+          url: inf.url,
+          database: inf.database,
+          retentionPolicy: inf.retentionPolicy,
+          username: inf.username,
+          password: inf.password,
+          createDatabase: inf.createDatabase,
+          timeoutMs: config.sink.timeoutMs,
+          tagsFor,
+        });
+      }
+      readings = new InfluxReadingSource({
+        url: inf.url,
+        database: inf.database,
+        username: inf.username,
+        password: inf.password,
+        token: sinkType === 'influxdb-v2' ? inf.token : undefined,
+        timeoutMs: config.sink.timeoutMs,
+      });
+    }
+    await sink.init();
+    cleanups.push(() => sink.close());
+
+    // --- ingest
+    const rejects = new RejectLog(config.ingest.rejectsKept);
+    const onAccepted = (rs: Reading[]): void => {
+      machines.record(rs);
+    };
+    const ingest = new Ingest({
+      limits: config.ingest,
+      outbox,
+      rejects,
+      metrics,
+      logger: logger.child({ component: 'ingest' }),
+      rejectLogIntervalMs: config.ingest.rejectLogIntervalMs,
+      onAccepted,
+    });
+
+    // --- broker
+    const users = [...config.mqtt.users, ...(config.mqtt.usersFile ? loadUsersFile(config.mqtt.usersFile) : [])];
+    const acl = new MqttAcl(users, config.mqtt.allowAnonymous);
+    if (config.mqtt.allowAnonymous && !LOOPBACK.test(config.mqtt.host)) {
+      logger.warn(
+        { host: config.mqtt.host },
+        '!!! ANONYMOUS MQTT ACCESS IS ON FOR A NON-LOOPBACK ADDRESS: anyone on the network can publish readings. Configure mqtt.users and set mqtt.allowAnonymous=false (README "Security").',
+      );
+    }
+    if (!config.mqtt.allowAnonymous && users.length === 0) {
+      logger.warn('no MQTT users configured and anonymous access is off: no device can connect (add one with `smartops-gateway user add`, or --allow-anonymous for a trial)');
+    }
+    const broker = await Broker.create(
+      {
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        ws: config.mqtt.ws,
+        tls: config.mqtt.tls,
+        maxConnections: config.mqtt.maxConnections,
+        connectTimeoutMs: config.mqtt.connectTimeoutMs,
+        drainTimeoutMs: config.mqtt.drainTimeoutMs,
+        maxInflightPerClient: config.mqtt.maxInflightPerClient,
+      },
+      { ingest, acl, metrics, logger: logger.child({ component: 'mqtt' }) },
+    );
+    cleanups.push(() => broker.close());
+    const ports = await broker.listen();
+
+    // --- forwarder
+    const forwarder = new Forwarder(outbox, sink, config.sink, metrics, logger.child({ component: 'forwarder', sink: sink.name }));
+    forwarder.start();
+    cleanups.push(() => forwarder.stop(0));
+
+    // --- HTTP
+    const readiness = async (): Promise<Record<string, ReadinessCheck>> => {
+      const s = outbox.stats();
+      const share = s.bytes / s.maxBytes;
+      const sinkOk = await sink.ping();
+      return {
+        broker: { ok: ports.mqtt > 0, detail: `listening on ${config.mqtt.host}:${ports.mqtt}` },
+        sink: { ok: sinkOk, detail: `${sink.name} ${sinkOk ? 'reachable' : 'unreachable'}${forwarder.status.lastError ? `; last error: ${forwarder.status.lastError}` : ''}` },
+        outbox: {
+          ok: share <= config.outbox.readyThreshold,
+          detail: `${s.depth} readings waiting, ${(share * 100).toFixed(1)}% of the ${s.maxBytes}-byte budget (limit ${(config.outbox.readyThreshold * 100).toFixed(0)}%)`,
+        },
+      };
+    };
+    const beforeScrape = (): void => {
+      const s = outbox.stats();
+      metrics.outboxDepth.set(s.depth);
+      metrics.outboxBytes.set(s.bytes);
+      metrics.outboxOldestAgeSeconds.set(s.oldestArrival === null ? 0 : (Date.now() - s.oldestArrival) / 1000);
+    };
+    const http = await createHttpServer({
+      config: config.http,
+      logger,
+      metrics,
+      version,
+      routes: [coreRoutes({ registry, machines, readings, readingsFrom: sink.name, rejects, outbox, readiness, beforeScrape, startedAt, version })],
+    });
+    await http.listen({ host: config.http.host, port: config.http.port });
+    cleanups.push(() => http.close());
+    const httpPort = (http.server.address() as { port: number }).port;
+
+    logger.info(
+      { mqtt: `${config.mqtt.host}:${ports.mqtt}`, http: `${config.http.host}:${httpPort}`, sink: sink.name, dataDir, version, host: hostname() },
+      'smartops-gateway started',
+    );
+
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        const t0 = Date.now();
+        logger.info('stopping: no new connections, finishing stores in progress');
+        await broker.stopAccepting(Math.min(2000, config.shutdownTimeoutMs));
+        await broker.close();
+        // Flush the outbox to the sink within the remaining time; what is left waits for the next start.
+        await forwarder.stop(Math.max(0, config.shutdownTimeoutMs - (Date.now() - t0)));
+        const left = outbox.stats().depth;
+        await cleanup();
+        logger.info({ leftInOutbox: left, ms: Date.now() - t0 }, 'stopped');
+      })();
+      return stopping;
+    };
+    return { mqttPort: ports.mqtt, httpPort, wsPort: ports.ws, tlsPort: ports.tls, sinkType: sink.name, logger, stop };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}

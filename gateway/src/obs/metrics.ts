@@ -1,0 +1,65 @@
+/**
+ * Prometheus metrics of the core pipeline. Modules that own other metrics (detection, alerts)
+ * register them on the same Registry themselves.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { REJECT_REASONS } from '../contract/reading.js';
+
+export function createRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'smartops_' });
+  return registry;
+}
+
+export interface CoreMetrics {
+  registry: Registry;
+  messagesReceived: Counter<'transport'>;
+  readingsAccepted: Counter;
+  readingsTsFromArrival: Counter;
+  messagesRejected: Counter<'reason'>;
+  readingsDropped: Counter<'reason'>;
+  mqttClientsConnected: Gauge;
+  mqttConnections: Counter<'event'>;
+  mqttAuthFailures: Counter<'reason'>;
+  sinkBatchesWritten: Counter<'sink'>;
+  sinkReadingsWritten: Counter<'sink'>;
+  sinkWriteErrors: Counter<'sink' | 'kind'>;
+  sinkWriteRetries: Counter<'sink'>;
+  sinkWriteLatency: Histogram<'sink'>;
+  sinkQuarantined: Counter<'sink'>;
+  outboxDepth: Gauge;
+  outboxBytes: Gauge;
+  outboxOldestAgeSeconds: Gauge;
+  outboxBudgetBytes: Gauge;
+  outboxCommitLatency: Histogram;
+  httpAuthFailures: Counter<'reason'>;
+}
+
+export function createCoreMetrics(registry: Registry): CoreMetrics {
+  const m: CoreMetrics = {
+    registry,
+    messagesReceived: new Counter({ name: 'smartops_mqtt_messages_received_total', help: 'Telemetry messages received', labelNames: ['transport'], registers: [registry] }),
+    readingsAccepted: new Counter({ name: 'smartops_readings_accepted_total', help: 'Readings validated and durably stored in the outbox', registers: [registry] }),
+    readingsTsFromArrival: new Counter({ name: 'smartops_readings_ts_from_arrival_total', help: 'Accepted readings without ts (gateway arrival time used)', registers: [registry] }),
+    messagesRejected: new Counter({ name: 'smartops_messages_rejected_total', help: 'Messages rejected, by reason', labelNames: ['reason'], registers: [registry] }),
+    readingsDropped: new Counter({ name: 'smartops_readings_dropped_total', help: 'Readings deleted without reaching the sink, by reason (e.g. outbox_full_drop_oldest)', labelNames: ['reason'], registers: [registry] }),
+    mqttClientsConnected: new Gauge({ name: 'smartops_mqtt_clients_connected', help: 'Connected MQTT clients', registers: [registry] }),
+    mqttConnections: new Counter({ name: 'smartops_mqtt_connection_events_total', help: 'MQTT client connects and disconnects', labelNames: ['event'], registers: [registry] }),
+    mqttAuthFailures: new Counter({ name: 'smartops_mqtt_auth_failures_total', help: 'MQTT authentication and authorization refusals', labelNames: ['reason'], registers: [registry] }),
+    sinkBatchesWritten: new Counter({ name: 'smartops_sink_batches_written_total', help: 'Batches confirmed by the sink', labelNames: ['sink'], registers: [registry] }),
+    sinkReadingsWritten: new Counter({ name: 'smartops_sink_readings_written_total', help: 'Readings confirmed by the sink', labelNames: ['sink'], registers: [registry] }),
+    sinkWriteErrors: new Counter({ name: 'smartops_sink_write_errors_total', help: 'Failed sink writes, by kind', labelNames: ['sink', 'kind'], registers: [registry] }),
+    sinkWriteRetries: new Counter({ name: 'smartops_sink_write_retries_total', help: 'Sink write retries', labelNames: ['sink'], registers: [registry] }),
+    sinkWriteLatency: new Histogram({ name: 'smartops_sink_write_duration_seconds', help: 'Sink write latency', labelNames: ['sink'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
+    sinkQuarantined: new Counter({ name: 'smartops_sink_quarantined_total', help: 'Readings the sink refused as malformed (kept in quarantine)', labelNames: ['sink'], registers: [registry] }),
+    outboxDepth: new Gauge({ name: 'smartops_outbox_depth', help: 'Readings waiting in the outbox', registers: [registry] }),
+    outboxBytes: new Gauge({ name: 'smartops_outbox_bytes', help: 'Bytes of readings waiting in the outbox (counted against the budget)', registers: [registry] }),
+    outboxOldestAgeSeconds: new Gauge({ name: 'smartops_outbox_oldest_age_seconds', help: 'Age of the oldest reading waiting in the outbox', registers: [registry] }),
+    outboxBudgetBytes: new Gauge({ name: 'smartops_outbox_budget_bytes', help: 'Outbox disk budget', registers: [registry] }),
+    outboxCommitLatency: new Histogram({ name: 'smartops_outbox_commit_duration_seconds', help: 'Group commit (transaction + fsync) latency', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] }),
+    httpAuthFailures: new Counter({ name: 'smartops_http_auth_failures_total', help: 'HTTP requests refused for missing/invalid token or scope', labelNames: ['reason'], registers: [registry] }),
+  };
+  // Make every reason visible at 0 so dashboards and alerts on rates work from the start.
+  for (const r of REJECT_REASONS) m.messagesRejected.inc({ reason: r }, 0);
+  return m;
+}

@@ -1,0 +1,86 @@
+/**
+ * InfluxDB 1.x write API (`POST /write`, line protocol, precision=ms). The same endpoint is served
+ * by InfluxDB 2.x/3.x for v1 compatibility, so this sink also covers them (database = DBRP name).
+ * Raw HTTP rather than the `influx` package for writes: we need the status code and Retry-After of
+ * every response to decide between retry, split and quarantine (influx-query.ts reads back).
+ */
+import type { Reading } from '../contract/reading.js';
+import { readingToLine, type ExtraTags } from './lineprotocol.js';
+import { outcomeForStatus, type Sink, type WriteOutcome } from './sink.js';
+
+export interface InfluxV1Options {
+  url: string;
+  database: string;
+  retentionPolicy?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  createDatabase: boolean;
+  timeoutMs: number;
+  tagsFor: (machine: string) => ExtraTags | undefined;
+}
+
+export class InfluxV1Sink implements Sink {
+  readonly name = 'influxdb-v1';
+  private dbReady = false;
+
+  constructor(private readonly opts: InfluxV1Options) {}
+
+  private headers(): Record<string, string> {
+    const h: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
+    if (this.opts.username) {
+      h.authorization = `Basic ${Buffer.from(`${this.opts.username}:${this.opts.password ?? ''}`).toString('base64')}`;
+    }
+    return h;
+  }
+
+  async init(): Promise<void> {
+    await this.ensureDatabase().catch(() => undefined);
+  }
+
+  private async ensureDatabase(): Promise<void> {
+    if (this.dbReady || !this.opts.createDatabase) return;
+    const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/query`, {
+      method: 'POST',
+      headers: { ...this.headers(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ q: `CREATE DATABASE "${this.opts.database.replace(/["\\]/g, (c) => `\\${c}`)}"` }),
+      signal: AbortSignal.timeout(this.opts.timeoutMs),
+    });
+    if (res.ok) this.dbReady = true;
+  }
+
+  write(readings: Reading[]): Promise<WriteOutcome> {
+    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))));
+  }
+
+  async writeLines(lines: string[]): Promise<WriteOutcome> {
+    if (lines.length === 0) return { ok: true };
+    const params = new URLSearchParams({ db: this.opts.database, precision: 'ms' });
+    if (this.opts.retentionPolicy) params.set('rp', this.opts.retentionPolicy);
+    try {
+      if (!this.dbReady) await this.ensureDatabase();
+      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`, {
+        method: 'POST',
+        headers: this.headers(),
+        body: lines.join('\n'),
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      });
+      const body = res.status === 204 ? '' : await res.text();
+      // 404 "database not found" after the database was dropped: create it and retry.
+      if (res.status === 404) this.dbReady = false;
+      return outcomeForStatus(res.status, body, res.headers.get('retry-after'));
+    } catch (e) {
+      return { ok: false, kind: 'retry', message: `InfluxDB unreachable at ${this.opts.url}: ${(e as Error).message}` };
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/ping`, { signal: AbortSignal.timeout(2000) });
+      return res.status === 204 || res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {}
+}

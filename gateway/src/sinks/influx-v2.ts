@@ -1,0 +1,76 @@
+/**
+ * InfluxDB 2.x write API (`POST /api/v2/write?org&bucket&precision=ms`, `Authorization: Token`)
+ * through @influxdata/influxdb-client. The client's own batching and retries are switched off: the
+ * outbox and forwarder own both, so a crash never loses what the client had buffered.
+ */
+import { HttpError, InfluxDB, setLogger, type WriteApi } from '@influxdata/influxdb-client';
+import type { Reading } from '../contract/reading.js';
+import { readingToLine, type ExtraTags } from './lineprotocol.js';
+import { outcomeForStatus, type Sink, type WriteOutcome } from './sink.js';
+
+// The client prints every failed write to the console; the forwarder already logs outcomes
+// (rate-limited, with retry state), so the client's own logger stays quiet.
+setLogger({ error: () => undefined, warn: () => undefined });
+
+export interface InfluxV2Options {
+  url: string;
+  org: string;
+  bucket: string;
+  token: string;
+  timeoutMs: number;
+  tagsFor: (machine: string) => ExtraTags | undefined;
+}
+
+export class InfluxV2Sink implements Sink {
+  readonly name = 'influxdb-v2';
+  private readonly influx: InfluxDB;
+
+  constructor(private readonly opts: InfluxV2Options) {
+    this.influx = new InfluxDB({ url: opts.url, token: opts.token, timeout: opts.timeoutMs });
+  }
+
+  async init(): Promise<void> {}
+
+  /** A write API sized for exactly one batch: it flushes once, on close, and never retries. */
+  private api(lines: number): WriteApi {
+    return this.influx.getWriteApi(this.opts.org, this.opts.bucket, 'ms', {
+      batchSize: lines + 1,
+      flushInterval: 0,
+      maxRetries: 0,
+      maxBufferLines: lines + 1,
+    });
+  }
+
+  write(readings: Reading[]): Promise<WriteOutcome> {
+    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))));
+  }
+
+  async writeLines(lines: string[]): Promise<WriteOutcome> {
+    if (lines.length === 0) return { ok: true };
+    const api = this.api(lines.length);
+    try {
+      api.writeRecords(lines);
+      await api.close();
+      return { ok: true };
+    } catch (e) {
+      if (e instanceof HttpError) {
+        // The client parses only the delta-seconds form of Retry-After; the raw header covers dates too.
+        const raw = e.headers?.['retry-after'];
+        const header = Array.isArray(raw) ? raw[0] : raw;
+        return outcomeForStatus(e.statusCode, e.body ?? e.message, header ?? null);
+      }
+      return { ok: false, kind: 'retry', message: `InfluxDB unreachable at ${this.opts.url}: ${(e as Error).message}` };
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/ping`, { signal: AbortSignal.timeout(2000) });
+      return res.status === 204 || res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,50 @@
+/**
+ * A Sink receives readings the outbox has made durable. It never retries by itself: it reports
+ * what happened and the forwarder decides (retry, split, quarantine), so every sink behaves alike.
+ */
+import type { Reading } from '../contract/reading.js';
+
+export type WriteOutcome =
+  | { ok: true }
+  /** Transient (network, timeout, 5xx, 429, auth not yet valid): retry the same batch later. */
+  | { ok: false; kind: 'retry'; message: string; retryAfterMs?: number }
+  /** 413: the batch is too large; split it. */
+  | { ok: false; kind: 'too_large'; message: string }
+  /** 400: the sink refuses the data itself; split until the bad point is isolated, then quarantine it. */
+  | { ok: false; kind: 'rejected'; message: string };
+
+export interface Sink {
+  readonly name: string;
+  /** Prepare (e.g. create the database). Must not throw for an unreachable server: the forwarder retries. */
+  init(): Promise<void>;
+  write(readings: Reading[]): Promise<WriteOutcome>;
+  /**
+   * Derived points (anomaly scores, alert events, gateway health) as line protocol. Best effort:
+   * they are recomputed or kept elsewhere (alerts in SQLite), so they do not go through the outbox.
+   */
+  writeLines(lines: string[]): Promise<WriteOutcome>;
+  /** Whether the sink answers now (for /ready). */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Retry-After: seconds or an HTTP date (RFC 9110 section 10.2.3). */
+export function parseRetryAfter(v: string | null | undefined, now = Date.now()): number | undefined {
+  if (!v) return undefined;
+  const s = Number(v);
+  if (Number.isFinite(s)) return Math.max(0, s * 1000);
+  const d = Date.parse(v);
+  return Number.isFinite(d) ? Math.max(0, d - now) : undefined;
+}
+
+/** Map an HTTP status of a write to an outcome. */
+export function outcomeForStatus(status: number, body: string, retryAfter?: string | null): WriteOutcome {
+  if (status >= 200 && status < 300) return { ok: true };
+  const message = `HTTP ${status}: ${body.slice(0, 300)}`;
+  if (status === 413) return { ok: false, kind: 'too_large', message };
+  if (status === 400 || status === 422) return { ok: false, kind: 'rejected', message };
+  const out: WriteOutcome = { ok: false, kind: 'retry', message };
+  const ra = parseRetryAfter(retryAfter);
+  if (ra !== undefined) out.retryAfterMs = ra;
+  return out;
+}

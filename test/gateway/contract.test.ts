@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, parseTelemetry, type ContractLimits } from '../../gateway/src/contract/reading.js';
+
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+const T = 'machines/press-01/telemetry';
+const parse = (payload: string, topic = T, limits: ContractLimits = DEFAULT_LIMITS) => parseTelemetry(topic, Buffer.from(payload), NOW, limits);
+
+describe('reading contract', () => {
+  it('accepts a single reading with epoch ms, ISO and no ts', () => {
+    const a = parse(JSON.stringify({ ts: NOW - 1000, metrics: { temp_c: 41.5, rpm: 1200 }, seq: 3 }));
+    expect(a).toEqual({ ok: true, readings: [{ machine: 'press-01', ts: NOW - 1000, metrics: { temp_c: 41.5, rpm: 1200 }, seq: 3 }] });
+    const b = parse(JSON.stringify({ ts: '2026-06-01T11:59:00.250Z', metrics: { x: -1e-9 } }));
+    expect(b.ok && b.readings[0]?.ts).toBe(Date.parse('2026-06-01T11:59:00.250Z'));
+    const c = parse(JSON.stringify({ metrics: { x: 0 } }));
+    expect(c.ok && c.readings[0]).toEqual({ machine: 'press-01', ts: NOW, metrics: { x: 0 }, tsFromArrival: true });
+  });
+
+  it('accepts a batch', () => {
+    const r = parse(JSON.stringify({ readings: [{ ts: NOW - 2, metrics: { a: 1 } }, { ts: NOW - 1, metrics: { a: 2 } }] }));
+    expect(r.ok && r.readings.map((x) => x.metrics.a)).toEqual([1, 2]);
+  });
+
+  const bad: [string, string, string, string?][] = [
+    ['bad_topic', 'wrong topic', '{"metrics":{"a":1}}', 'machines/x/status'],
+    ['bad_topic', 'extra level', '{"metrics":{"a":1}}', 'machines/x/y/telemetry'],
+    ['bad_machine_id', 'machine id with space', '{"metrics":{"a":1}}', 'machines/a b/telemetry'],
+    ['bad_machine_id', 'machine id too long', '{"metrics":{"a":1}}', `machines/${'m'.repeat(65)}/telemetry`],
+    ['invalid_json', 'truncated', '{"metrics":{"a":1}'],
+    ['invalid_json', 'binary', '\u0000\u0001'],
+    ['invalid_schema', 'array at root', '[1,2]'],
+    ['invalid_schema', 'metrics missing', '{"ts":1}'],
+    ['invalid_schema', 'unknown key', '{"metrics":{"a":1},"extra":true}'],
+    ['invalid_schema', 'string value', '{"metrics":{"a":"1"}}'],
+    ['invalid_schema', 'null value', '{"metrics":{"a":null}}'],
+    ['invalid_schema', 'nested object value', '{"metrics":{"a":{"b":1}}}'],
+    ['invalid_schema', 'seq not int', '{"metrics":{"a":1},"seq":1.5}'],
+    ['invalid_schema', 'empty batch', '{"readings":[]}'],
+    ['non_finite_value', 'huge number overflows to Infinity', '{"metrics":{"a":1e400}}'],
+    ['bad_metric_name', 'metric with space', '{"metrics":{"a b":1}}'],
+    ['bad_metric_name', 'metric with comma', '{"metrics":{"a,b":1}}'],
+    ['empty_metrics', 'no metrics', '{"metrics":{}}'],
+    ['bad_timestamp', 'garbage ts', '{"ts":"yesterday","metrics":{"a":1}}'],
+    ['bad_timestamp', 'negative ts', '{"ts":-5,"metrics":{"a":1}}'],
+    ['timestamp_in_future', 'far future', `{"ts":${NOW + 3600_000},"metrics":{"a":1}}`],
+    ['timestamp_too_old', 'too old', `{"ts":${NOW - 40 * 86400_000},"metrics":{"a":1}}`],
+  ];
+  for (const [reason, what, payload, topic] of bad) {
+    it(`rejects ${what} as ${reason}`, () => {
+      const r = parse(payload, topic);
+      expect(r.ok).toBe(false);
+      if (!r.ok) {
+        expect(r.reason).toBe(reason);
+        expect(r.detail.length).toBeGreaterThan(5);
+      }
+    });
+  }
+
+  it('names the offending field in the detail', () => {
+    const r = parse('{"readings":[{"metrics":{"a":1}},{"metrics":{"b":"x"}}]}');
+    expect(!r.ok && r.detail).toBe('readings.1.metrics.b: expected a number, got string');
+  });
+
+  it('enforces configurable limits', () => {
+    const limits = { ...DEFAULT_LIMITS, maxPayloadBytes: 100, maxReadingsPerBatch: 2, maxMetricsPerReading: 2 };
+    expect(parse(JSON.stringify({ metrics: { a: 1, b: 2, c: 3 } }), T, limits)).toMatchObject({ ok: false, reason: 'too_many_metrics' });
+    expect(parse(JSON.stringify({ readings: [{ metrics: { a: 1 } }, { metrics: { a: 1 } }, { metrics: { a: 1 } }] }), T, limits)).toMatchObject({ ok: false, reason: 'too_many_readings' });
+    expect(parse(JSON.stringify({ metrics: { a: 1 }, pad: 'x'.repeat(200) }), T, limits)).toMatchObject({ ok: false, reason: 'payload_too_large' });
+    const skew = { ...DEFAULT_LIMITS, maxFutureSkewMs: 1000 };
+    expect(parse(`{"ts":${NOW + 2000},"metrics":{"a":1}}`, T, skew)).toMatchObject({ ok: false, reason: 'timestamp_in_future' });
+    expect(parse(`{"ts":${NOW + 500},"metrics":{"a":1}}`, T, skew).ok).toBe(true);
+  });
+
+  it('rejects a batch whole when one reading is bad', () => {
+    const r = parse(JSON.stringify({ readings: [{ metrics: { a: 1 } }, { metrics: {} }] }));
+    expect(r).toMatchObject({ ok: false, reason: 'empty_metrics' });
+  });
+});

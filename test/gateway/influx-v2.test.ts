@@ -1,0 +1,79 @@
+/**
+ * InfluxDB 2.x write path. No InfluxDB 2 server can run here (no package, no Docker engine), so a
+ * small HTTP server in the test plays its /api/v2/write endpoint and checks every request.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InfluxV2Sink } from '../../gateway/src/sinks/influx-v2.js';
+
+interface Seen {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  auth: string | undefined;
+  body: string;
+}
+
+describe('InfluxDB 2.x sink (stand-in server: no InfluxDB 2 can run here)', () => {
+  let server: Server;
+  let url = '';
+  const seen: Seen[] = [];
+  let nextStatus: { status: number; headers?: Record<string, string>; body?: string }[] = [];
+
+  beforeAll(async () => {
+    server = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        let buf = Buffer.concat(chunks);
+        if (req.headers['content-encoding'] === 'gzip') buf = gunzipSync(buf);
+        const u = new URL(req.url ?? '/', 'http://x');
+        seen.push({ method: req.method ?? '', path: u.pathname, query: u.searchParams, auth: req.headers.authorization, body: buf.toString('utf8') });
+        const next = nextStatus.shift() ?? { status: 204 };
+        res.writeHead(next.status, { 'content-type': 'application/json', ...(next.headers ?? {}) });
+        res.end(next.body ?? '');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const sink = (): InfluxV2Sink =>
+    new InfluxV2Sink({ url, org: 'shop floor', bucket: 'smartops', token: 'tok-123', timeoutMs: 2000, tagsFor: (m) => (m === 'cnc-01' ? { site: 'a b' } : undefined) });
+
+  it('posts line protocol to /api/v2/write with org, bucket, precision=ms and a Token header', async () => {
+    seen.length = 0;
+    const out = await sink().write([
+      { machine: 'cnc-01', ts: 1700000000123, metrics: { temp_c: 41.5 } },
+      { machine: 'pump-07', ts: 1700000000124, metrics: { flow: 30, 'p,x': 1 } },
+    ]);
+    expect(out).toEqual({ ok: true });
+    expect(seen).toHaveLength(1);
+    const s = seen[0] as Seen;
+    expect(s.method).toBe('POST');
+    expect(s.path).toBe('/api/v2/write');
+    expect(s.query.get('org')).toBe('shop floor');
+    expect(s.query.get('bucket')).toBe('smartops');
+    expect(s.query.get('precision')).toBe('ms');
+    expect(s.auth).toBe('Token tok-123');
+    expect(s.body.split('\n')).toEqual([
+      'telemetry,machine=cnc-01,site=a\\ b temp_c=41.5 1700000000123',
+      'telemetry,machine=pump-07 flow=30,p\\,x=1 1700000000124',
+    ]);
+  });
+
+  it('maps 429 with Retry-After to retry, 413 to too_large, 400 to rejected, and a dead server to retry', async () => {
+    nextStatus = [{ status: 429, headers: { 'retry-after': '7' }, body: '{"code":"too many requests","message":"slow down"}' }];
+    expect(await sink().write([{ machine: 'm', ts: 1, metrics: { a: 1 } }])).toMatchObject({ ok: false, kind: 'retry', retryAfterMs: 7000 });
+    nextStatus = [{ status: 413, body: '{"code":"request too large","message":"too big"}' }];
+    expect(await sink().write([{ machine: 'm', ts: 1, metrics: { a: 1 } }])).toMatchObject({ ok: false, kind: 'too_large' });
+    nextStatus = [{ status: 400, body: '{"code":"invalid","message":"unable to parse"}' }];
+    expect(await sink().write([{ machine: 'm', ts: 1, metrics: { a: 1 } }])).toMatchObject({ ok: false, kind: 'rejected' });
+    nextStatus = [{ status: 503, body: '{"code":"unavailable","message":"x"}' }];
+    expect(await sink().write([{ machine: 'm', ts: 1, metrics: { a: 1 } }])).toMatchObject({ ok: false, kind: 'retry' });
+    const dead = new InfluxV2Sink({ url: 'http://127.0.0.1:1', org: 'o', bucket: 'b', token: 't', timeoutMs: 1000, tagsFor: () => undefined });
+    expect(await dead.write([{ machine: 'm', ts: 1, metrics: { a: 1 } }])).toMatchObject({ ok: false, kind: 'retry' });
+  });
+});

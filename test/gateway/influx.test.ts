@@ -1,0 +1,71 @@
+/** Integration against a real InfluxDB 1.x started by the harness (Debian `influxd`). */
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { getJson, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
+
+describeWithInfluxd('gateway -> InfluxDB 1.x', () => {
+  let influx: Influxd;
+  let gw: TestGateway;
+  let client: mqtt.MqttClient;
+  const t0 = Date.parse('2026-11-20T10:00:00.123Z') > Date.now() - 29 * 86400_000 ? Date.parse('2026-11-20T10:00:00.123Z') : Date.now() - 3600_000;
+
+  beforeAll(async () => {
+    influx = await startInfluxd();
+    gw = await startTestGateway({
+      influx: { url: influx.url, database: 'shop' },
+      machines: { 'cnc-01': { site: 'Halle 3, Süd', line: 'line 1', kind: 'cnc' } },
+      sink: { batchSize: 3, flushIntervalMs: 100 },
+    });
+    client = await mqtt.connectAsync(gw.mqttUrl);
+  });
+  afterAll(async () => {
+    await client?.endAsync();
+    await gw?.stop();
+    await influx?.stop();
+  });
+
+  it('writes the exact values with tags and timestamps, single and batch', async () => {
+    expect(gw.gateway.sinkType).toBe('influxdb-v1');
+    await client.publishAsync('machines/cnc-01/telemetry', JSON.stringify({ ts: t0, metrics: { spindle_rpm: 12000, motor_current_a: 7.25 } }), { qos: 1 });
+    await client.publishAsync(
+      'machines/pump-07/telemetry',
+      JSON.stringify({ readings: [0, 1, 2, 3, 4].map((i) => ({ ts: new Date(t0 + i * 1000).toISOString(), metrics: { flow_l_min: 30 + i / 8, pressure_bar: 2.5 } })) }),
+      { qos: 1 },
+    );
+    const rows = await waitFor(async () => {
+      const r = await influx.query('SELECT * FROM telemetry ORDER BY time', 'shop');
+      return r.length === 6 ? r : undefined;
+    }, 10000, 'six points in InfluxDB');
+    const cnc = rows.filter((r) => r.machine === 'cnc-01');
+    expect(cnc).toEqual([
+      expect.objectContaining({ time: new Date(t0).toISOString(), machine: 'cnc-01', site: 'Halle 3, Süd', line: 'line 1', kind: 'cnc', spindle_rpm: 12000, motor_current_a: 7.25 }),
+    ]);
+    const pump = rows.filter((r) => r.machine === 'pump-07');
+    expect(pump.map((r) => r.flow_l_min)).toEqual([30, 30.125, 30.25, 30.375, 30.5]);
+    expect(pump.map((r) => Date.parse(r.time as string))).toEqual([0, 1, 2, 3, 4].map((i) => t0 + i * 1000));
+    expect(pump.every((r) => r.site === null && r.pressure_bar === 2.5)).toBe(true);
+  });
+
+  it('answers the readings endpoint from InfluxDB', async () => {
+    const r = await getJson<{ source: string; readings: { ts: number; metrics: Record<string, number> }[] }>(
+      `${gw.httpUrl}/api/v1/machines/pump-07/readings?order=asc&metric=flow_l_min&limit=3`,
+    );
+    expect(r.status).toBe(200);
+    expect(r.body.source).toBe('influxdb-v1');
+    expect(r.body.readings).toEqual([0, 1, 2].map((i) => expect.objectContaining({ ts: t0 + i * 1000, metrics: { flow_l_min: 30 + i / 8 } })));
+  });
+
+  it('a replayed reading is harmless: series + timestamp identity keeps one point', async () => {
+    const msg = JSON.stringify({ ts: t0 + 60_000, metrics: { spindle_rpm: 11000 } });
+    await client.publishAsync('machines/cnc-01/telemetry', msg, { qos: 1 });
+    await client.publishAsync('machines/cnc-01/telemetry', msg, { qos: 1 });
+    const rows = await waitFor(async () => {
+      const m = await fetch(`${gw.httpUrl}/metrics`).then((x) => x.text());
+      if (!/smartops_outbox_depth 0/.test(m)) return undefined;
+      const r = await influx.query(`SELECT spindle_rpm FROM telemetry WHERE machine = 'cnc-01' AND time = ${(t0 + 60_000) * 1e6}`, 'shop');
+      return r.length > 0 ? r : undefined;
+    });
+    expect(rows).toHaveLength(1);
+  });
+});

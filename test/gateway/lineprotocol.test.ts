@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { escapeMeasurement, escapeTag, formatPoint, formatStringField, readingToLine } from '../../gateway/src/sinks/lineprotocol.js';
+import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
+
+describe('line protocol escaping', () => {
+  it('escapes measurement commas and spaces', () => {
+    expect(escapeMeasurement('my meas,x=1')).toBe('my\\ meas\\,x=1');
+  });
+  it('escapes tag keys/values and field keys: comma, equals, space', () => {
+    expect(escapeTag('a b,c=d')).toBe('a\\ b\\,c\\=d');
+    expect(escapeTag('Ünïcode ✓')).toBe('Ünïcode\\ ✓');
+  });
+  it('quotes string fields, escaping quote and backslash', () => {
+    expect(formatStringField('say "hi" \\ bye')).toBe('"say \\"hi\\" \\\\ bye"');
+    expect(formatStringField('two\nlines')).toBe('"two lines"');
+  });
+  it('formats a reading as a telemetry point with sorted tags and float fields', () => {
+    const line = readingToLine({ machine: 'cnc-01', ts: 1700000000123, metrics: { temp_c: 41, 'vib.rms': 0.5 } }, { site: 'plant a', line: undefined });
+    expect(line).toBe('telemetry,machine=cnc-01,site=plant\\ a temp_c=41,vib.rms=0.5 1700000000123');
+  });
+  it('omits empty tags and refuses a point with no fields', () => {
+    expect(formatPoint('m', { a: '' }, { v: { int: 3 } }, 5)).toBe('m v=3i 5');
+    expect(() => formatPoint('m', {}, { v: Number.NaN }, 5)).toThrow();
+  });
+});
+
+describeWithInfluxd('line protocol against a real InfluxDB', () => {
+  let influx: Influxd;
+  beforeAll(async () => {
+    influx = await startInfluxd();
+    await influx.createDatabase('lp');
+  });
+  afterAll(async () => influx?.stop());
+
+  it('round-trips names with spaces, commas, equals, quotes, backslashes and unicode', async () => {
+    const tags = { machine: 'm1', site: 'Halle 3, Süd=Ost', line: 'say "x"' };
+    const fields = { 'temp c': 1.5, 'a,b=c': -2, 'ünï✓': 3e21, note: 'quote " and \\ backslash' };
+    await influx.write(formatPoint('telemetry', tags, fields, 1700000000000), 'lp');
+    const rows = await influx.query('SELECT * FROM telemetry', 'lp');
+    expect(rows).toHaveLength(1);
+    const r = rows[0] as Record<string, unknown>;
+    expect(r.site).toBe('Halle 3, Süd=Ost');
+    expect(r.line).toBe('say "x"');
+    expect(r['temp c']).toBe(1.5);
+    expect(r['a,b=c']).toBe(-2);
+    expect(r['ünï✓']).toBe(3e21);
+    expect(r.note).toBe('quote " and \\ backslash');
+    expect(r.time).toBe('2023-11-14T22:13:20Z');
+  });
+});
