@@ -14,6 +14,13 @@ import type { Config } from './config/schema.js';
 import type { Reading } from './contract/reading.js';
 import { createHttpServer } from './http/server.js';
 import { coreRoutes, type ReadinessCheck } from './http/routes/core.js';
+import { detectionRoutes } from './http/routes/detection.js';
+import { alertRoutes, createAlerts } from './alerts/index.js';
+import { createDetection } from './detect/index.js';
+import type { WindowScore } from './contract/detection.js';
+import { HealthWriter, type MachineStatusName } from './obs/health.js';
+import { AuxWriter } from './sinks/aux-writer.js';
+import { formatPoint } from './sinks/lineprotocol.js';
 import { Ingest } from './ingest/ingest.js';
 import { RejectLog } from './ingest/rejects.js';
 import { MachineRegistry } from './machines/registry.js';
@@ -142,10 +149,55 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     await sink.init();
     cleanups.push(() => sink.close());
 
+    // --- derived points (anomaly, alerts, health) to the sink, bounded
+    const aux = new AuxWriter(sink, 100_000, metrics.readingsDropped, logger.child({ component: 'aux-writer' }));
+    aux.start();
+    cleanups.push(() => aux.stop());
+
+    // --- detection -> alerts
+    const detection = await createDetection(config.detection, { dataDir, logger: logger.child({ component: 'detect' }), registry });
+    cleanups.push(() => detection.close());
+    // The broker exists only later; alerts published before it listens are queued by the alerts notifier.
+    let publishMqtt: ((topic: string, payload: string) => Promise<void>) | undefined;
+    const alerts = await createAlerts(config.alerts, {
+      dataDir,
+      logger,
+      registry,
+      publishMqtt: (topic, payload) => (publishMqtt ? publishMqtt(topic, payload) : Promise.reject(new Error('broker not started'))),
+      writeInflux: (lines) => aux.push(lines),
+      kindOf: (m) => machines.kindOf(m),
+    });
+    cleanups.push(() => alerts.close());
+    detection.on('condition', (e) => alerts.onCondition(e));
+    detection.on('score', (w: WindowScore) => {
+      aux.push([
+        formatPoint(
+          'anomaly',
+          { machine: w.machine },
+          {
+            score: w.score,
+            threshold: w.threshold ?? undefined,
+            above: { int: w.above ? 1 : 0 },
+            learning: { int: w.phase === 'learning' ? 1 : 0 },
+            top: w.contributors.length ? w.contributors.map((c) => c.text).join('; ') : undefined,
+          },
+          w.windowEnd,
+        ),
+      ]);
+    });
+    const ticker = setInterval(() => {
+      detection.tick();
+      alerts.tick();
+    }, 1000);
+    ticker.unref();
+    cleanups.push(() => clearInterval(ticker));
+
     // --- ingest
     const rejects = new RejectLog(config.ingest.rejectsKept);
     const onAccepted = (rs: Reading[]): void => {
       machines.record(rs);
+      detection.push(rs);
+      alerts.onReadings(rs);
     };
     const ingest = new Ingest({
       limits: config.ingest,
@@ -184,6 +236,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     );
     cleanups.push(() => broker.close());
     const ports = await broker.listen();
+    publishMqtt = (topic, payload) => broker.publish(topic, payload, 1);
 
     // --- forwarder
     const forwarder = new Forwarder(outbox, sink, config.sink, metrics, logger.child({ component: 'forwarder', sink: sink.name }));
@@ -215,11 +268,68 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       logger,
       metrics,
       version,
-      routes: [coreRoutes({ registry, machines, readings, readingsFrom: sink.name, rejects, outbox, readiness, beforeScrape, startedAt, version })],
+      routes: [
+        coreRoutes({ registry, machines, readings, readingsFrom: sink.name, rejects, outbox, readiness, beforeScrape, startedAt, version }),
+        detectionRoutes({ detection, knownMachine: (id) => machines.get(id) !== undefined }),
+        alertRoutes({ engine: alerts }),
+      ],
     });
     await http.listen({ host: config.http.host, port: config.http.port });
     cleanups.push(() => http.close());
     const httpPort = (http.server.address() as { port: number }).port;
+
+    // --- self-monitoring into the sink (Grafana's "Gateway health" and machine tiles)
+    const host = hostname();
+    const counterSum = async (c: { get(): Promise<{ values: { value: number; labels: Record<string, string | number | undefined> }[] }> }): Promise<number> =>
+      (await c.get()).values.reduce((a, v) => a + v.value, 0);
+    const health = new HealthWriter(
+      config.health.intervalMs,
+      async () => {
+        const s = outbox.stats();
+        const now = Date.now();
+        const rejected = (await metrics.messagesRejected.get()).values;
+        const openByMachine = new Set(alerts.list({ limit: 500, state: 'active' }).alerts.map((a) => a.machine));
+        const det = new Map(detection.machines().map((d) => [d.machine, d]));
+        const mem = process.memoryUsage();
+        const cpu = process.cpuUsage();
+        const model = detection.modelInfo();
+        return {
+          host,
+          readingsAccepted: await counterSum(metrics.readingsAccepted),
+          readingsRejected: rejected.reduce((a, v) => a + v.value, 0),
+          messagesReceived: await counterSum(metrics.messagesReceived),
+          outboxDepth: s.depth,
+          outboxOldestAgeS: s.oldestArrival === null ? 0 : (now - s.oldestArrival) / 1000,
+          outboxBytes: s.bytes,
+          writeErrors: await counterSum(metrics.sinkWriteErrors),
+          writeLatencyMs: forwarder.status.lastWriteMs,
+          inferenceLatencyMs: model.inferenceRuns > 0 ? model.meanLatencyMs : null,
+          clientsConnected: broker.connectedClients(),
+          rssBytes: mem.rss,
+          heapUsedBytes: mem.heapUsed,
+          cpuSeconds: (cpu.user + cpu.system) / 1e6,
+          openAlerts: alerts.openCount(),
+          rejectsByReason: Object.fromEntries(rejected.map((v) => [String(v.labels.reason), v.value])),
+          machines: machines.list().map((m) => {
+            const d = det.get(m.id);
+            const ageS = (now - m.lastArrival) / 1000;
+            let status: MachineStatusName = 'healthy';
+            if (config.alerts.silenceAfterMs > 0 && ageS * 1000 > config.alerts.silenceAfterMs) status = 'silent';
+            else if (openByMachine.has(m.id)) status = 'alert';
+            else if (d?.anomalyOpen || (d?.lastScore != null && d.threshold != null && d.lastScore > d.threshold)) status = 'anomaly';
+            else if (d?.phase === 'learning') status = 'learning';
+            return { machine: m.id, status, score: d?.lastScore, threshold: d?.threshold, baselineProgress: d?.progress, lastSeenAgeS: ageS };
+          }),
+        };
+      },
+      (lines) => {
+        aux.push(lines);
+        return Promise.resolve({ ok: true });
+      },
+      logger.child({ component: 'health' }),
+    );
+    health.start();
+    cleanups.push(() => health.stop());
 
     logger.info(
       { mqtt: `${config.mqtt.host}:${ports.mqtt}`, http: `${config.http.host}:${httpPort}`, sink: sink.name, dataDir, version, host: hostname() },

@@ -11,7 +11,7 @@ import { getJson, waitFor } from '../helpers/gateway.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const cliArgs = ['--import', 'tsx', join(root, 'gateway/src/cli.ts')];
-const env = { ...process.env, CI: '', SMARTOPS_LOG_LEVEL: 'warn' };
+const env: NodeJS.ProcessEnv = { ...process.env, CI: "", SMARTOPS_LOG_LEVEL: "warn" };
 for (const k of Object.keys(env)) if (k.startsWith('SMARTOPS_') && k !== 'SMARTOPS_LOG_LEVEL') delete env[k];
 
 function cli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {

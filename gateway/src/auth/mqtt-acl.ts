@@ -78,6 +78,10 @@ export class MqttAcl {
     for (const u of users) this.users.set(u.username, u);
   }
 
+  get anonymousAllowed(): boolean {
+    return this.allowAnonymous;
+  }
+
   async authenticate(username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
     if (username === undefined || username === '') {
       if (!this.allowAnonymous) return { ok: false, reason: 'anonymous_not_allowed' };
@@ -92,6 +96,8 @@ export class MqttAcl {
   }
 
   canPublish(id: DeviceIdentity, topic: string): boolean {
+    // `$` topics ($SYS/...) belong to the broker (MQTT-4.7.2-1); aedes acts on some of them.
+    if (topic.startsWith('$')) return false;
     const parts = topic.split('/');
     if (parts[0] === 'machines' && parts[2] === 'alerts') return false;
     if (id.anonymous) return true;

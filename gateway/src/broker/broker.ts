@@ -21,6 +21,8 @@ import { RateLimitedLog } from '../obs/logger.js';
 import { ErrorCodes, GatewayError } from '../errors.js';
 import type { DeviceIdentity, MqttAcl } from '../auth/mqtt-acl.js';
 import type { Ingest } from '../ingest/ingest.js';
+import { Counter } from 'prom-client';
+import { guardPacketSize, type OversizePacket } from './frame-guard.js';
 
 export interface BrokerOptions {
   host: string;
@@ -31,7 +33,17 @@ export interface BrokerOptions {
   connectTimeoutMs: number;
   drainTimeoutMs: number;
   maxInflightPerClient: number;
+  /**
+   * Largest MQTT packet accepted (bytes of Remaining Length). Default: ingest's payload limit plus
+   * PACKET_OVERHEAD_BYTES for the topic, packet id and MQTT 5 properties.
+   */
+  maxPacketBytes?: number;
 }
+
+/** Room above ingest.maxPayloadBytes for the rest of a PUBLISH packet (topic, packet id, properties). */
+export const PACKET_OVERHEAD_BYTES = 4096;
+
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
 export interface BrokerDeps {
   ingest: Ingest;
@@ -75,6 +87,8 @@ export class Broker {
   private readonly rlog: RateLimitedLog;
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly dropped: Counter<'reason'>;
+  readonly maxPacketBytes: number;
   ports: BrokerPorts = { mqtt: 0 };
 
   private constructor(
@@ -84,6 +98,14 @@ export class Broker {
   ) {
     this.aedes = aedes;
     this.rlog = new RateLimitedLog(deps.logger, 10000);
+    this.maxPacketBytes = opts.maxPacketBytes ?? deps.ingest.maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+    this.dropped = new Counter({
+      name: 'smartops_mqtt_clients_dropped_total',
+      help: 'MQTT connections closed or refused by the gateway to protect others, by reason (max_connections, packet_too_large, drain_timeout)',
+      labelNames: ['reason'],
+      registers: [deps.metrics.registry],
+    });
+    for (const r of ['max_connections', 'packet_too_large', 'drain_timeout']) this.dropped.inc({ reason: r }, 0);
   }
 
   static async create(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
@@ -121,6 +143,8 @@ export class Broker {
       logger.info({ clientId: c.id }, 'mqtt client disconnected');
     });
     this.aedes.on('clientError', (c, err) => {
+      // aedes destroys a client that has not drained its socket within drainTimeout (lib/client.js).
+      if (err.message === 'drain timeout') this.dropped.inc({ reason: 'drain_timeout' });
       this.rlog.warn(`clientError:${err.message.slice(0, 40)}`, { clientId: c.id, error: err.message }, 'mqtt client error');
     });
     this.aedes.on('connectionError', (_c, err) => {
@@ -199,14 +223,45 @@ export class Broker {
     done(null, null);
   }
 
+  /** An oversized packet: counted as a rejected message (payload_too_large) and a dropped client. */
+  private onOversize(stream: Duplex, p: OversizePacket): void {
+    const clientId = (stream as Duplex & { client?: { id?: string | null } }).client?.id ?? null;
+    this.dropped.inc({ reason: 'packet_too_large' });
+    this.deps.ingest.reject(
+      p.topic ?? `(MQTT packet type ${p.packetType}, topic not read)`,
+      Buffer.alloc(0),
+      clientId,
+      'payload_too_large',
+      `MQTT packet of ${p.declaredBytes} bytes exceeds the ${this.maxPacketBytes}-byte limit (ingest.maxPayloadBytes + ${PACKET_OVERHEAD_BYTES}); connection closed before reading it`,
+      p.declaredBytes,
+    );
+  }
+
+  private onMaxConnections(listener: string): void {
+    this.dropped.inc({ reason: 'max_connections' });
+    this.rlog.warn(`maxconn:${listener}`, { listener, maxConnections: this.opts.maxConnections }, 'mqtt connection refused: mqtt.maxConnections reached');
+  }
+
+  private warnIfAnonymousExposed(listener: string, host: string): void {
+    if (!this.deps.acl.anonymousAllowed || LOOPBACK.test(host)) return;
+    this.deps.logger.warn(
+      { listener, host },
+      `!!! ANONYMOUS MQTT ACCESS IS ON FOR A NON-LOOPBACK ADDRESS (${listener} listener on ${host}): anyone on the network can publish readings and subscribe to everything. Configure mqtt.users and set mqtt.allowAnonymous=false (README "Security").`,
+    );
+  }
+
   async listen(): Promise<BrokerPorts> {
     const o = this.opts;
     const handle = (stream: Duplex, req?: unknown): void => {
+      guardPacketSize(stream, this.maxPacketBytes, (p) => this.onOversize(stream, p));
       this.aedes.handle(stream as never, req as never);
     };
     const tcp = createNetServer((socket) => handle(socket));
+    // net.Server closes connections above maxConnections at once and emits 'drop' for each.
     tcp.maxConnections = o.maxConnections;
+    tcp.on('drop', () => this.onMaxConnections('tcp'));
     this.servers.push(tcp);
+    this.warnIfAnonymousExposed('tcp', o.host);
     this.ports = { mqtt: await listen(tcp, o.port, o.host, 'MQTT') };
     if (o.tls.enabled) {
       if (!o.tls.certFile || !o.tls.keyFile) {
@@ -226,21 +281,32 @@ export class Broker {
         (socket) => handle(socket),
       );
       tls.maxConnections = o.maxConnections;
+      tls.on('drop', () => this.onMaxConnections('tls'));
+      // A failed handshake (no or untrusted client certificate, plain MQTT on the TLS port) never
+      // reaches aedes: count and log it here.
+      tls.on('tlsClientError', (err) => {
+        this.deps.metrics.mqttAuthFailures.inc({ reason: 'tls_handshake' });
+        this.rlog.warn('tls_handshake', { error: err.message }, 'mqtt TLS handshake refused');
+      });
       this.servers.push(tls);
+      this.warnIfAnonymousExposed('tls', o.tls.host);
       this.ports.tls = await listen(tls, o.tls.port, o.tls.host, 'MQTT TLS');
     }
     if (o.ws.enabled) {
       const { createServer } = await import('node:http');
       const httpServer = createServer();
-      const wss = new WebSocketServer({ server: httpServer, maxPayload: 64 * 1024 * 1024 });
+      // One WebSocket message may carry one or several MQTT packets; the packet guard still applies.
+      const wss = new WebSocketServer({ server: httpServer, maxPayload: this.maxPacketBytes + 16 });
       wss.on('connection', (ws, req) => {
         if (wss.clients.size > o.maxConnections) {
+          this.onMaxConnections('ws');
           ws.close(1013, 'too many connections');
           return;
         }
         handle(createWebSocketStream(ws), req);
       });
       this.wss = wss;
+      this.warnIfAnonymousExposed('ws', o.ws.host);
       this.servers.push(httpServer as unknown as NetServer);
       this.ports.ws = await listen(httpServer as unknown as NetServer, o.ws.port, o.ws.host, 'MQTT WebSocket');
     }

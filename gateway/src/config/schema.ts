@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 import { NAME_PATTERN } from '../contract/reading.js';
+import { alertsConfigSchema } from '../alerts/config.js';
+import { detectionConfigSchema } from '../detect/config.js';
 
 const port = z.number().int().min(0).max(65535);
 const ms = z.number().int().min(0);
@@ -169,6 +171,13 @@ export const coreConfigShape = {
         .describe('When the budget is full: reject = hold acknowledgements (back-pressure publishers), then disconnect them after fullWaitMs; drop-oldest = delete the oldest waiting readings (counted).'),
       fullWaitMs: ms.default(5000).describe('reject policy: how long a publisher is held before it is disconnected (it retries its unacknowledged QoS 1/2 messages on reconnect).'),
       readyThreshold: z.number().min(0.1).max(1).default(0.9).describe('GET /ready fails when the outbox uses more than this share of maxBytes.'),
+      quarantineKeep: z
+        .number()
+        .int()
+        .min(0)
+        .max(1000000)
+        .default(10000)
+        .describe('Most readings kept in quarantine (refused by the sink as malformed, GET /api/v1/quarantine); beyond it the oldest are deleted and counted in smartops_readings_dropped_total{reason="quarantine_overflow"}.'),
     })
     .prefault({})
     .describe('Durable store-and-forward outbox (SQLite WAL) between ingest and the sink.'),
@@ -216,6 +225,8 @@ export const coreConfigShape = {
     .record(z.string().regex(NAME_PATTERN, 'machine ids must match [A-Za-z0-9_.-]{1,64}'), machineEntrySchema)
     .default({})
     .describe('Optional machine registry: id -> {site, line, kind}. Registry tags are added to every reading.'),
+  detection: detectionConfigSchema.prefault({}),
+  alerts: alertsConfigSchema,
 };
 
 export const configSchema = z.strictObject(coreConfigShape);
@@ -224,4 +235,4 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** Paths whose values are secrets: redacted in --print-config and never logged. */
-export const SECRET_PATHS = ['influx.password', 'influx.token', 'mqtt.users.*.passwordHash', 'http.tokens.*.tokenHash', 'alerts.webhooks.*.headers'];
+export const SECRET_PATHS = ['influx.password', 'influx.token', 'mqtt.users.*.passwordHash', 'http.tokens.*.tokenHash', 'alerts.webhooks.*.headers', 'alerts.webhooks.*.url'];

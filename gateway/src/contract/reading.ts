@@ -86,7 +86,8 @@ const ISO_RE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{
 
 function parseTs(raw: number | string): number | undefined {
   if (typeof raw === 'number') {
-    if (!Number.isFinite(raw) || raw < 0) return undefined;
+    // ECMAScript time values end at 8.64e15 ms (ECMA-262 21.4.1.1); beyond that no Date exists.
+    if (!Number.isFinite(raw) || raw < 0 || raw > 8.64e15) return undefined;
     return Math.round(raw);
   }
   if (!ISO_RE.test(raw)) return undefined;
@@ -124,12 +125,15 @@ function parseSingle(
 ): { ok: true; reading: Reading } | { ok: false; reason: RejectReason; detail: string } {
   const r = singleSchema.safeParse(raw);
   if (!r.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(r.error, where) };
-  const entries = Object.entries(r.data.metrics);
+  // Entries from the parsed JSON itself: zod's record copy would drop an own "__proto__" key.
+  const entries = Object.entries((raw as { metrics: Record<string, unknown> }).metrics);
   if (entries.length === 0) return { ok: false, reason: 'empty_metrics', detail: `${where}metrics: at least one metric is required` };
   if (entries.length > limits.maxMetricsPerReading) {
     return { ok: false, reason: 'too_many_metrics', detail: `${where}metrics: ${entries.length} metrics, limit is ${limits.maxMetricsPerReading}` };
   }
-  const metrics: Record<string, number> = {};
+  // Null prototype: a metric called "__proto__" (valid by the name rule) is kept as data and can
+  // never reach Object.prototype.
+  const metrics: Record<string, number> = Object.create(null) as Record<string, number>;
   for (const [name, value] of entries) {
     if (!NAME_PATTERN.test(name)) {
       return { ok: false, reason: 'bad_metric_name', detail: `${where}metrics: name "${truncate(name)}" must match [A-Za-z0-9_.-]{1,64}` };

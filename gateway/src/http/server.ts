@@ -64,6 +64,9 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
 
   await app.register(rateLimit, {
+    // Not per route (global: false) but as the first instance-level onRequest hook below, so it
+    // runs before authentication (failed token guesses count too) and on unknown URLs (404 scans).
+    global: false,
     max: config.rateLimit.max,
     timeWindow: config.rateLimit.windowMs,
     // Bounded memory: at most this many client addresses are tracked.
@@ -71,9 +74,10 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: 429,
       code: 'RATE_LIMITED',
-      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded`,
+      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`,
     }),
   });
+  app.addHook('onRequest', app.rateLimit());
   if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins });
 
   await app.register(swagger, {
@@ -88,8 +92,14 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   if (config.auth === 'token') {
     const hashes = config.tokens.map((t) => t.tokenHash);
     app.addHook('onRequest', async (req, reply) => {
-      if (!req.url.startsWith('/api/')) return;
-      const need: Scope = req.routeOptions.config.scope ?? 'admin';
+      // Decide on the matched route, never on the raw URL: the router percent-decodes paths, so
+      // `/%61pi/v1/machines` reaches the `/api/v1/machines` handler while not starting with `/api/`.
+      const route = req.routeOptions.url;
+      if (route === undefined) return; // no route matched: the 404 handler answers, nothing to protect
+      const declared = req.routeOptions.config.scope;
+      if (declared === undefined && !route.startsWith('/api/')) return; // /health, /ready, /metrics, /docs
+      // An /api route that forgot to declare a scope needs admin: closed by default.
+      const need: Scope = declared ?? 'admin';
       const h = req.headers.authorization;
       const m = typeof h === 'string' ? /^Bearer\s+(\S{1,512})$/i.exec(h) : null;
       if (!m) {

@@ -33,26 +33,47 @@ export interface IngestDeps {
   now?: () => number;
 }
 
+const MAX_DETAIL_CHARS = 300;
+
 export class Ingest {
   private readonly rlog: RateLimitedLog;
   constructor(private readonly deps: IngestDeps) {
     this.rlog = new RateLimitedLog(deps.logger, deps.rejectLogIntervalMs);
   }
 
-  reject(topic: string, payload: Buffer, clientId: string | null, reason: RejectReason, detail: string): IngestResult {
+  /** Largest payload ingest accepts; the broker sizes its packet limit from it. */
+  get maxPayloadBytes(): number {
+    return this.deps.limits.maxPayloadBytes;
+  }
+
+  /**
+   * Count, keep and (rate-limited) log a refused message. `payloadBytes` is for messages refused
+   * before their payload was read (the broker's packet-size guard passes an empty buffer).
+   */
+  reject(topic: string, payload: Buffer, clientId: string | null, reason: RejectReason, detail: string, payloadBytes = payload.byteLength): IngestResult {
     const d = this.deps;
     d.metrics.messagesRejected.inc({ reason });
+    // Bounded: details quote publisher input (e.g. an unknown key name), and the last
+    // ingest.rejectsKept of them stay in memory.
+    const shortDetail = detail.length > MAX_DETAIL_CHARS ? `${detail.slice(0, MAX_DETAIL_CHARS)}...` : detail;
     const preview = payload.subarray(0, 200).toString('utf8');
-    d.rejects.add({ at: Date.now(), reason, detail, topic: topic.slice(0, 256), clientId, payloadPreview: preview, payloadBytes: payload.byteLength });
-    this.rlog.warn(reason, { reason, topic: topic.slice(0, 256), clientId, detail }, 'telemetry message rejected');
-    return { status: 'rejected', reason, detail };
+    d.rejects.add({ at: Date.now(), reason, detail: shortDetail, topic: topic.slice(0, 256), clientId, payloadPreview: preview, payloadBytes });
+    this.rlog.warn(reason, { reason, topic: topic.slice(0, 256), clientId, detail: shortDetail }, 'telemetry message rejected');
+    return { status: 'rejected', reason, detail: shortDetail };
   }
 
   async handle(topic: string, payload: Buffer, clientId: string | null, transport = 'mqtt'): Promise<IngestResult> {
     const d = this.deps;
     d.metrics.messagesReceived.inc({ transport });
     const now = d.now ? d.now() : Date.now();
-    const parsed = parseTelemetry(topic, payload, now, d.limits);
+    let parsed: ReturnType<typeof parseTelemetry>;
+    try {
+      parsed = parseTelemetry(topic, payload, now, d.limits);
+    } catch (e) {
+      // The validator must never throw; if it does (a bug), the message is refused and counted
+      // like any other instead of failing the publisher's connection.
+      return this.reject(topic, payload, clientId, 'internal_error', `validator failed: ${(e as Error).message}`);
+    }
     if (!parsed.ok) return this.reject(topic, payload, clientId, parsed.reason, parsed.detail);
     try {
       await d.outbox.append(parsed.readings);

@@ -1,18 +1,33 @@
 /**
  * Durable outbox: every accepted reading is committed here (SQLite WAL) before its publisher gets
- * a PUBACK; the sink writer reads in id order and deletes only what the sink confirmed.
+ * a PUBACK; the forwarder reads in id order and deletes only what the sink confirmed.
  *
- * - Group commit: appends arriving within `commitIntervalMs` share one transaction (and one fsync
- *   with fsync=always), so durability costs one disk flush per group, not per message.
- * - Disk budget: logical bytes of waiting readings are counted; when full, `reject` holds appends
- *   (back-pressure) and `drop-oldest` deletes the oldest waiting rows, counted.
- * - Order: ids are monotonic, so readings of one machine leave in the order they arrived.
+ * - Group commit: appends arriving within `commitIntervalMs` share one transaction, so durability
+ *   costs one disk flush per group, not per message. The transaction runs synchronously on the
+ *   event loop; nothing else can interleave with it, so no locking is needed.
+ * - fsync policy (SQLite `synchronous`, https://sqlite.org/pragma.html#pragma_synchronous):
+ *   `always` = FULL: in WAL mode the WAL is fsynced at every commit, so an acknowledged reading
+ *   survives a power cut. `os` = NORMAL: the WAL is fsynced only at checkpoints; an acknowledged
+ *   reading survives a crash of the gateway process (the data is in the OS page cache) but the last
+ *   commits before a power cut or kernel crash can be lost. Either way the database stays consistent.
+ * - Disk budget: the bytes of waiting readings (JSON payload + machine id + a fixed per-row overhead)
+ *   are counted exactly in memory, adjusted in the same tick as every insert/delete. When an append
+ *   does not fit, `reject` holds it (back-pressure: no PUBACK) and refuses it after `fullWaitMs`;
+ *   `drop-oldest` deletes the oldest waiting rows in the same transaction as the insert, counted.
+ *   The SQLite file itself is larger than the logical bytes (pages, indexes, free pages reused
+ *   after deletes) and the WAL is truncated to JOURNAL_SIZE_LIMIT after checkpoints.
+ * - Order: ids are AUTOINCREMENT (never reused) and commits are serialized, so readings leave in
+ *   the order they were accepted; a held append keeps every later append behind it.
+ * - Drops are reported through `onDrop` exactly: rows deleted by drop-oldest while the forwarder
+ *   has them in a write in flight are counted only if that write fails (otherwise they arrived).
  */
 import Database from 'better-sqlite3';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Reading } from '../contract/reading.js';
 import { ErrorCodes, GatewayError } from '../errors.js';
+
+export type DropReason = 'outbox_full_drop_oldest' | 'quarantine_overflow';
 
 export interface OutboxOptions {
   dir: string;
@@ -21,8 +36,10 @@ export interface OutboxOptions {
   maxBytes: number;
   fullPolicy: 'reject' | 'drop-oldest';
   fullWaitMs: number;
-  /** Called with how many readings drop-oldest deleted. */
-  onDrop?: (count: number) => void;
+  /** Most quarantined readings kept; older ones are deleted and reported as dropped (default 10000). */
+  quarantineKeep?: number;
+  /** Called with how many readings were deleted without reaching the sink, and why. */
+  onDrop?: (count: number, reason: DropReason) => void;
   /** Called with the duration (s) of each group commit. */
   onCommit?: (seconds: number, readings: number) => void;
 }
@@ -47,6 +64,8 @@ export interface OutboxStats {
   maxBytes: number;
   oldestArrival: number | null;
   quarantined: number;
+  /** Appends (MQTT messages) held for space under the reject policy. */
+  held: number;
 }
 
 interface PendingAppend {
@@ -58,12 +77,20 @@ interface PendingAppend {
   waitingSince?: number;
 }
 
-/** Fixed per-row overhead (rowid, ts, arrival, index entry) added to the payload length. */
+/** Fixed per-row overhead (rowid, ts, arrival, bytes column, record header) added to the payload length. */
 const ROW_OVERHEAD = 48;
+/** After a checkpoint the WAL file is truncated to this size, so it cannot stay large after a burst. */
+const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
+function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE';
+}
 
 export class Outbox extends EventEmitter {
   private readonly db: Database.Database;
   private readonly opts: OutboxOptions;
+  private readonly quarantineKeep: number;
   private pending: PendingAppend[] = [];
   private waiting: PendingAppend[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -71,16 +98,20 @@ export class Outbox extends EventEmitter {
   private closed = false;
   private depth = 0;
   private bytes = 0;
+  private quarantined = 0;
+  /** Ids the forwarder is writing right now, and how many of them drop-oldest deleted meanwhile. */
+  private flight: { lo: number; hi: number; dropped: number } | null = null;
   private readonly stmts: {
     insert: Database.Statement;
     read: Database.Statement;
     deleteUpTo: Database.Statement;
-    deleteIds: Database.Statement;
+    deleteId: Database.Statement;
     oldest: Database.Statement;
     oldestRows: Database.Statement;
     quarantine: Database.Statement;
     listQuarantine: Database.Statement;
     countQuarantine: Database.Statement;
+    trimQuarantine: Database.Statement;
     sumUpTo: Database.Statement;
     bytesOf: Database.Statement;
   };
@@ -88,10 +119,11 @@ export class Outbox extends EventEmitter {
   constructor(opts: OutboxOptions) {
     super();
     this.opts = opts;
+    this.quarantineKeep = opts.quarantineKeep ?? 10000;
     this.db = new Database(join(opts.dir, 'outbox.sqlite'));
     this.db.pragma('journal_mode = WAL');
-    // FULL in WAL mode fsyncs the WAL on every commit; NORMAL leaves it to the OS (crash-safe, not power-safe).
     this.db.pragma(`synchronous = ${opts.fsync === 'always' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -114,25 +146,32 @@ export class Outbox extends EventEmitter {
       insert: this.db.prepare('INSERT INTO outbox (machine, ts, data, bytes, arrived) VALUES (?, ?, ?, ?, ?)'),
       read: this.db.prepare('SELECT id, machine, ts, data FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
       deleteUpTo: this.db.prepare('DELETE FROM outbox WHERE id <= ?'),
-      deleteIds: this.db.prepare('DELETE FROM outbox WHERE id = ?'),
-      oldest: this.db.prepare('SELECT arrived FROM outbox ORDER BY id LIMIT 1'),
-      oldestRows: this.db.prepare('SELECT id, bytes FROM outbox ORDER BY id LIMIT ?'),
+      deleteId: this.db.prepare('DELETE FROM outbox WHERE id = ?'),
+      oldest: this.db.prepare('SELECT id, arrived FROM outbox ORDER BY id LIMIT 1'),
+      oldestRows: this.db.prepare('SELECT id, bytes FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
       quarantine: this.db.prepare('INSERT OR REPLACE INTO quarantine (id, machine, ts, data, error, at) SELECT id, machine, ts, data, ?, ? FROM outbox WHERE id = ?'),
       listQuarantine: this.db.prepare('SELECT id, machine, ts, data, error, at FROM quarantine ORDER BY id DESC LIMIT ?'),
       countQuarantine: this.db.prepare('SELECT COUNT(*) AS n FROM quarantine'),
+      trimQuarantine: this.db.prepare('DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)'),
       sumUpTo: this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE id <= ?'),
       bytesOf: this.db.prepare('SELECT bytes FROM outbox WHERE id = ?'),
     };
     const row = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
     this.depth = row.n;
     this.bytes = row.b;
+    this.quarantined = (this.stmts.countQuarantine.get() as { n: number }).n;
   }
 
-  /** Resolves once the readings are committed (and fsynced with fsync=always). */
+  /**
+   * Resolves once the readings are committed (and fsynced with fsync=always). Rejects with
+   * SMARTOPS_OUTBOX_FULL when they cannot be stored (budget full past fullWaitMs, message larger
+   * than the budget, disk full) and SMARTOPS_OUTBOX_CLOSED while stopping.
+   */
   append(readings: Reading[]): Promise<void> {
     if (this.closed) return Promise.reject(new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503));
     const rows = readings.map((r) => {
       const data = JSON.stringify(r.seq === undefined ? { m: r.metrics } : { m: r.metrics, s: r.seq });
+      // Machine ids and metric names are ASCII by contract and numbers serialize as ASCII: length = bytes.
       return { machine: r.machine, ts: r.ts, data, bytes: data.length + r.machine.length + ROW_OVERHEAD };
     });
     const bytes = rows.reduce((a, r) => a + r.bytes, 0);
@@ -151,7 +190,7 @@ export class Outbox extends EventEmitter {
   }
 
   private schedule(): void {
-    if (this.timer) return;
+    if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.commit();
@@ -162,34 +201,42 @@ export class Outbox extends EventEmitter {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    const max = this.opts.maxBytes;
     const accepted: PendingAppend[] = [];
-    let newBytes = this.bytes;
-    for (const p of batch) {
-      if (newBytes + p.bytes > this.opts.maxBytes) {
-        if (p.bytes > this.opts.maxBytes) {
-          p.reject(new GatewayError(ErrorCodes.OUTBOX_FULL, `message of ${p.bytes} bytes is larger than the whole outbox budget (${this.opts.maxBytes})`, 503));
-          continue;
-        }
-        if (this.opts.fullPolicy === 'reject') {
-          p.waitingSince = Date.now();
+    let groupBytes = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i] as PendingAppend;
+      if (p.bytes > max) {
+        p.reject(new GatewayError(ErrorCodes.OUTBOX_FULL, `message of ${p.bytes} bytes is larger than the whole outbox budget (outbox.maxBytes = ${max})`, 503));
+        continue;
+      }
+      if (this.opts.fullPolicy === 'reject') {
+        // Once one append waits, every later one waits behind it (order per publisher and machine).
+        if (this.waiting.length > 0 || this.bytes + groupBytes + p.bytes > max) {
+          p.waitingSince ??= Date.now();
           this.waiting.push(p);
           continue;
         }
+      } else if (groupBytes + p.bytes > max) {
+        // drop-oldest: one group never exceeds the budget by itself; the rest goes to the next group.
+        this.pending = batch.slice(i).concat(this.pending);
+        this.schedule();
+        break;
       }
-      newBytes += p.bytes;
+      groupBytes += p.bytes;
       accepted.push(p);
     }
-    // drop-oldest: free what the group needs beyond the budget (only ever from rows already stored).
-    const toDropBytes = Math.max(0, newBytes - this.opts.maxBytes);
     if (this.waiting.length > 0) this.armWaitTimer();
     if (accepted.length === 0) return;
+    // drop-oldest: free what the group needs beyond the budget; always possible since groupBytes <= max.
+    const overflow = Math.max(0, this.bytes + groupBytes - max);
     const started = process.hrtime.bigint();
     const now = Date.now();
     let count = 0;
-    let dropped = 0;
+    let drop = { rows: 0, bytes: 0, inFlight: 0 };
     try {
       this.db.transaction(() => {
-        if (toDropBytes > 0) dropped = this.dropOldest(toDropBytes);
+        if (overflow > 0) drop = this.dropOldest(overflow);
         for (const p of accepted) {
           for (const r of p.rows) {
             this.stmts.insert.run(r.machine, r.ts, r.data, r.bytes, now);
@@ -198,77 +245,85 @@ export class Outbox extends EventEmitter {
         }
       })();
     } catch (e) {
-      for (const p of accepted) p.reject(e as Error);
+      const err = isDiskFull(e)
+        ? new GatewayError(ErrorCodes.OUTBOX_FULL, `disk full: cannot store readings in ${this.opts.dir} (${(e as Error).message})`, 503, { cause: e })
+        : (e as Error);
+      for (const p of accepted) p.reject(err);
       return;
     }
-    for (const p of accepted) {
-      this.depth += p.rows.length;
-      this.bytes += p.bytes;
+    // Counters change only after the transaction committed, so they always match the table.
+    this.depth += count - drop.rows;
+    this.bytes += groupBytes - drop.bytes;
+    if (drop.rows > 0) {
+      if (this.flight) this.flight.dropped += drop.inFlight;
+      const counted = drop.rows - drop.inFlight;
+      if (counted > 0) this.opts.onDrop?.(counted, 'outbox_full_drop_oldest');
+      this.emit('dropped', drop.rows);
     }
-    if (dropped > 0) this.opts.onDrop?.(dropped);
     this.opts.onCommit?.(Number(process.hrtime.bigint() - started) / 1e9, count);
     for (const p of accepted) p.resolve();
     this.emit('append');
   }
 
-  /** Delete oldest rows until at least `needBytes` are freed; returns rows deleted. Runs inside a transaction. */
-  private dropOldest(needBytes: number): number {
+  /** Delete the oldest rows until at least `needBytes` are freed. Runs inside the commit transaction. */
+  private dropOldest(needBytes: number): { rows: number; bytes: number; inFlight: number } {
     let freed = 0;
     let n = 0;
+    let inFlight = 0;
+    let after = 0;
     while (freed < needBytes) {
-      const rows = this.stmts.oldestRows.all(500) as { id: number; bytes: number }[];
+      const rows = this.stmts.oldestRows.all(after, 500) as { id: number; bytes: number }[];
       if (rows.length === 0) break;
-      let upTo = 0;
       for (const r of rows) {
         freed += r.bytes;
         n++;
-        upTo = r.id;
+        after = r.id;
+        if (this.flight && r.id >= this.flight.lo && r.id <= this.flight.hi) inFlight++;
         if (freed >= needBytes) break;
       }
-      this.stmts.deleteUpTo.run(upTo);
     }
-    this.depth -= n;
-    this.bytes -= freed;
-    this.emit('dropped', n);
-    return n;
+    if (n > 0) this.stmts.deleteUpTo.run(after);
+    return { rows: n, bytes: freed, inFlight };
   }
 
   private armWaitTimer(): void {
-    if (this.waitTimer) return;
+    if (this.waitTimer || this.closed) return;
     this.waitTimer = setTimeout(() => {
       this.waitTimer = undefined;
       this.retryWaiting();
-    }, Math.min(250, Math.max(10, this.opts.fullWaitMs)));
+    }, Math.min(250, Math.max(10, this.opts.fullWaitMs / 4)));
   }
 
-  /** Move held appends back into the commit queue as space allows; fail those held too long. */
+  /** Move held appends back into the commit queue as space allows; refuse them once held too long. */
   private retryWaiting(): void {
-    const now = Date.now();
+    if (this.closed) return;
     let room = this.opts.maxBytes - this.bytes - this.pending.reduce((a, p) => a + p.bytes, 0);
     while (this.waiting.length > 0) {
       const p = this.waiting[0] as PendingAppend;
-      if (p.bytes <= room) {
-        this.waiting.shift();
-        room -= p.bytes;
-        this.pending.push(p);
-        continue;
-      }
-      break;
+      if (p.bytes > room) break;
+      this.waiting.shift();
+      room -= p.bytes;
+      this.pending.push(p);
     }
-    // Anything still held past fullWaitMs is refused so its publisher is disconnected (and retries).
-    const keep: PendingAppend[] = [];
-    for (const p of this.waiting) {
-      if (now - (p.waitingSince ?? now) >= this.opts.fullWaitMs) {
-        p.reject(new GatewayError(ErrorCodes.OUTBOX_FULL, `outbox disk budget (${this.opts.maxBytes} bytes) is full: the sink is not keeping up or is unreachable`, 503));
-      } else keep.push(p);
+    // The head has waited longest. Once it is past fullWaitMs every held append is refused, so the
+    // publishers are disconnected and resend in their own order, rather than a later message of
+    // the same publisher being stored before an earlier one it will resend.
+    const head = this.waiting[0];
+    if (head && Date.now() - (head.waitingSince ?? Date.now()) >= this.opts.fullWaitMs) {
+      const err = new GatewayError(
+        ErrorCodes.OUTBOX_FULL,
+        `outbox disk budget (outbox.maxBytes = ${this.opts.maxBytes} bytes) is full: the sink is not keeping up or is unreachable`,
+        503,
+      );
+      for (const p of this.waiting.splice(0)) p.reject(err);
     }
-    this.waiting = keep;
     if (this.pending.length > 0) this.schedule();
     if (this.waiting.length > 0) this.armWaitTimer();
   }
 
   /** Up to `limit` entries after `afterId`, oldest first. */
   read(afterId: number, limit: number): OutboxEntry[] {
+    if (this.closed) return [];
     const rows = this.stmts.read.all(afterId, limit) as { id: number; machine: string; ts: number; data: string }[];
     return rows.map((r) => {
       const d = JSON.parse(r.data) as { m: Record<string, number>; s?: number };
@@ -278,52 +333,102 @@ export class Outbox extends EventEmitter {
     });
   }
 
+  /** Id of the oldest waiting reading (null when empty). drop-oldest deletes only below it. */
+  oldestId(): number | null {
+    if (this.closed) return null;
+    const o = this.stmts.oldest.get() as { id: number } | undefined;
+    return o ? o.id : null;
+  }
+
+  /**
+   * The forwarder is writing ids lo..hi. Rows drop-oldest deletes from that range meanwhile are
+   * counted as dropped only if the write fails (`endFlight(false)`); if it succeeds they arrived.
+   */
+  beginFlight(lo: number, hi: number): void {
+    this.flight = { lo, hi, dropped: 0 };
+  }
+
+  endFlight(delivered: boolean): void {
+    const f = this.flight;
+    this.flight = null;
+    if (f && !delivered && f.dropped > 0) this.opts.onDrop?.(f.dropped, 'outbox_full_drop_oldest');
+  }
+
   /** The sink confirmed everything up to and including `id`: delete it. */
   ack(upToId: number): void {
+    if (this.closed) return;
     const s = this.stmts.sumUpTo.get(upToId) as { n: number; b: number };
-    if (s.n === 0) return;
-    this.stmts.deleteUpTo.run(upToId);
-    this.depth -= s.n;
-    this.bytes -= s.b;
+    if (s.n > 0) {
+      this.stmts.deleteUpTo.run(upToId);
+      this.depth -= s.n;
+      this.bytes -= s.b;
+    }
     if (this.waiting.length > 0) this.retryWaiting();
   }
 
-  /** Move refused entries to quarantine (kept, counted, listed over HTTP) so they never block the queue. */
-  quarantine(ids: number[], error: string): void {
+  /**
+   * Move refused entries to quarantine (kept, counted, listed over HTTP) so they never block the
+   * queue. Returns how many were moved (an id drop-oldest already deleted is skipped).
+   */
+  quarantine(ids: number[], error: string): number {
+    if (this.closed) return 0;
     const now = Date.now();
+    let moved = 0;
+    let freed = 0;
+    let trimmed = 0;
     this.db.transaction(() => {
       for (const id of ids) {
         const row = this.stmts.bytesOf.get(id) as { bytes: number } | undefined;
         if (!row) continue;
         this.stmts.quarantine.run(error.slice(0, 1000), now, id);
-        this.stmts.deleteIds.run(id);
-        this.depth -= 1;
-        this.bytes -= row.bytes;
+        this.stmts.deleteId.run(id);
+        moved++;
+        freed += row.bytes;
       }
+      const over = this.quarantined + moved - this.quarantineKeep;
+      if (over > 0) trimmed = this.stmts.trimQuarantine.run(over).changes;
     })();
+    this.depth -= moved;
+    this.bytes -= freed;
+    this.quarantined += moved - trimmed;
+    if (trimmed > 0) this.opts.onDrop?.(trimmed, 'quarantine_overflow');
+    if (this.waiting.length > 0) this.retryWaiting();
+    return moved;
   }
 
   listQuarantine(limit: number): QuarantinedEntry[] {
+    if (this.closed) return [];
     const rows = this.stmts.listQuarantine.all(limit) as { id: number; machine: string; ts: number; data: string; error: string; at: number }[];
     return rows.map((r) => ({ id: r.id, machine: r.machine, ts: r.ts, metrics: (JSON.parse(r.data) as { m: Record<string, number> }).m, error: r.error, at: r.at }));
   }
 
   stats(): OutboxStats {
-    const o = this.stmts.oldest.get() as { arrived: number } | undefined;
-    const q = this.stmts.countQuarantine.get() as { n: number };
-    return { depth: this.depth, bytes: this.bytes, maxBytes: this.opts.maxBytes, oldestArrival: o ? o.arrived : null, quarantined: q.n };
+    const o = this.closed ? undefined : (this.stmts.oldest.get() as { arrived: number } | undefined);
+    return {
+      depth: this.depth,
+      bytes: this.bytes,
+      maxBytes: this.opts.maxBytes,
+      oldestArrival: o ? o.arrived : null,
+      quarantined: this.quarantined,
+      held: this.waiting.length,
+    };
   }
 
   /** Commit what is pending, refuse what is held, then close the database. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    // Appends already received are stored if they fit (their publishers may still get the ack).
+    // Each round stores at least one append or moves it to `waiting`, so this ends.
+    while (this.pending.length > 0) this.commit();
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.commit();
-    for (const p of this.waiting) p.reject(new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503));
-    this.waiting = [];
+    this.closed = true;
+    const err = new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503);
+    for (const p of this.pending.splice(0)) p.reject(err);
+    for (const p of this.waiting.splice(0)) p.reject(err);
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {

@@ -48,11 +48,11 @@ export class InfluxV1Sink implements Sink {
     if (res.ok) this.dbReady = true;
   }
 
-  write(readings: Reading[]): Promise<WriteOutcome> {
-    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))));
+  write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome> {
+    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))), signal);
   }
 
-  async writeLines(lines: string[]): Promise<WriteOutcome> {
+  async writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {
     if (lines.length === 0) return { ok: true };
     const params = new URLSearchParams({ db: this.opts.database, precision: 'ms' });
     if (this.opts.retentionPolicy) params.set('rp', this.opts.retentionPolicy);
@@ -62,7 +62,7 @@ export class InfluxV1Sink implements Sink {
         method: 'POST',
         headers: this.headers(),
         body: lines.join('\n'),
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.opts.timeoutMs)]) : AbortSignal.timeout(this.opts.timeoutMs),
       });
       const body = res.status === 204 ? '' : await res.text();
       // 404 "database not found" after the database was dropped: create it and retry.

@@ -41,16 +41,37 @@ export class InfluxV2Sink implements Sink {
     });
   }
 
-  write(readings: Reading[]): Promise<WriteOutcome> {
-    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))));
+  write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome> {
+    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))), signal);
   }
 
-  async writeLines(lines: string[]): Promise<WriteOutcome> {
+  async writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {
     if (lines.length === 0) return { ok: true };
     const api = this.api(lines.length);
     try {
       api.writeRecords(lines);
-      await api.close();
+      const closed = api.close();
+      if (signal) {
+        // The client takes no AbortSignal: stop waiting for it (its own timeout ends the request).
+        // The readings stay in the outbox and are written again later, which InfluxDB deduplicates.
+        closed.catch(() => undefined);
+        const aborted = await new Promise<boolean>((resolve, reject) => {
+          if (signal.aborted) return resolve(true);
+          const onAbort = (): void => resolve(true);
+          signal.addEventListener('abort', onAbort, { once: true });
+          closed.then(
+            () => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(false);
+            },
+            (e: unknown) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(e as Error);
+            },
+          );
+        });
+        if (aborted) return { ok: false, kind: 'retry', message: 'write aborted (gateway stopping)' };
+      } else await closed;
       return { ok: true };
     } catch (e) {
       if (e instanceof HttpError) {

@@ -17,7 +17,11 @@ export interface Sink {
   readonly name: string;
   /** Prepare (e.g. create the database). Must not throw for an unreachable server: the forwarder retries. */
   init(): Promise<void>;
-  write(readings: Reading[]): Promise<WriteOutcome>;
+  /**
+   * Write readings. `signal` aborts a write in flight (graceful stop past its deadline); an aborted
+   * write reports `retry` and the readings stay in the outbox.
+   */
+  write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome>;
   /**
    * Derived points (anomaly scores, alert events, gateway health) as line protocol. Best effort:
    * they are recomputed or kept elsewhere (alerts in SQLite), so they do not go through the outbox.
@@ -28,16 +32,20 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-/** Retry-After: seconds or an HTTP date (RFC 9110 section 10.2.3). */
+/** Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3). Invalid values are ignored. */
 export function parseRetryAfter(v: string | null | undefined, now = Date.now()): number | undefined {
   if (!v) return undefined;
-  const s = Number(v);
-  if (Number.isFinite(s)) return Math.max(0, s * 1000);
-  const d = Date.parse(v);
+  const t = v.trim();
+  if (/^\d+$/.test(t)) return Number(t) * 1000;
+  const d = Date.parse(t);
   return Number.isFinite(d) ? Math.max(0, d - now) : undefined;
 }
 
-/** Map an HTTP status of a write to an outcome. */
+/**
+ * Map an HTTP status of a write to an outcome: 2xx ok; 413 split; 400/422 the data itself is refused
+ * (InfluxDB: unparsable line, field type conflict, points outside the retention policy); everything
+ * else (401/403/404 before the database exists, 408, 429, 5xx) is transient and retried.
+ */
 export function outcomeForStatus(status: number, body: string, retryAfter?: string | null): WriteOutcome {
   if (status >= 200 && status < 300) return { ok: true };
   const message = `HTTP ${status}: ${body.slice(0, 300)}`;

@@ -1,0 +1,87 @@
+/** Configuration of the detection module, mounted at `detection` in the gateway config. */
+import { z } from 'zod';
+import { FEATURE_NAMES } from './features.js';
+
+export const detectionConfigSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe('Score machines for anomalies. When false, readings are not windowed and no anomaly alerts are raised.'),
+    windowMs: z
+      .number().int().min(1000).max(3_600_000).default(60_000)
+      .describe('Length of a feature window in event time (ms). Features (mean, std, ...) are computed per metric per window.'),
+    hopMs: z
+      .number().int().min(1000).max(3_600_000).default(30_000)
+      .describe('A new window starts every hopMs (ms); windowMs / hopMs windows overlap. Windows start at multiples of hopMs since the epoch.'),
+    latenessMs: z
+      .number().int().min(0).max(3_600_000).default(10_000)
+      .describe('How far (ms) behind a machine\'s newest reading an out-of-order reading may arrive and still be scored. Later readings are stored but counted as late and left out of scoring.'),
+    minSamplesPerWindow: z
+      .number().int().min(1).default(3)
+      .describe('Windows with fewer readings are not scored (counted as sparse).'),
+    idleCloseMs: z
+      .number().int().min(1000).default(120_000)
+      .describe('When a machine has sent nothing for this long (gateway clock, ms), its open windows are closed and scored with what they have.'),
+    baseline: z
+      .object({
+        durationMs: z
+          .number().int().min(60_000).default(24 * 3_600_000)
+          .describe('Event time (ms) of a machine\'s own first windows used to learn its normal behaviour. Include every operating mode you want treated as normal (running, idle, breaks); re-learn with POST /api/v1/machines/:id/baseline/reset.'),
+        minWindows: z
+          .number().int().min(10).default(60)
+          .describe('The baseline also needs at least this many scored windows before it is fitted.'),
+        features: z
+          .array(z.enum(FEATURE_NAMES)).min(1).default(['mean', 'std', 'presence'])
+          .describe('Per-metric window features the built-in model uses (a bring-your-own model with a fixed feature order ignores this). Available: mean, std, min, max, rms, slope, kurtosis, crest, presence.'),
+        maxFeatures: z
+          .number().int().min(1).max(1024).default(192)
+          .describe('Cap on model features per machine (metrics x features); metrics beyond it (in name order) are not modelled.'),
+        maxModes: z
+          .number().int().min(1).max(8).default(4)
+          .describe('Most operating modes (running, idle, ...) the baseline may split a machine into; chosen per machine by BIC.'),
+        minModeWindows: z
+          .number().int().min(3).default(12)
+          .describe('Fewest baseline windows an operating mode needs.'),
+        minShrinkage: z
+          .number().min(0.001).max(1).default(0.01)
+          .describe('Lower bound on the covariance shrinkage towards independence (Ledoit-Wolf estimate otherwise). Larger = less weight on learnt relationships between channels.'),
+        scaleFloorRel: z
+          .number().min(0).default(0.002)
+          .describe('Smallest standard deviation a feature is given, relative to the metric\'s level, so a channel that never moved during the baseline does not make any later jitter alarming.'),
+      })
+      .prefault({})
+      .describe('Per-machine baseline learning.'),
+    threshold: z
+      .object({
+        quantile: z.number().min(0.5).max(1).default(0.995).describe('Quantile of the machine\'s out-of-sample baseline scores the threshold starts from.'),
+        margin: z.number().min(1).default(1.0).describe('Threshold = quantile x margin.'),
+        minThreshold: z.number().min(0).default(2).describe('Lowest threshold any machine gets (a healthy score is about 1).'),
+        folds: z.number().int().min(2).max(20).default(5).describe('Folds for the out-of-sample baseline scores the threshold is calibrated on.'),
+      })
+      .prefault({})
+      .describe('Per-machine alert threshold, calibrated from the machine\'s own baseline.'),
+    policy: z
+      .object({
+        k: z.number().int().min(1).default(6).describe('An anomaly opens when at least k of the last n windows score above the threshold.'),
+        n: z.number().int().min(1).default(10).describe('Size of the k-of-n window history.'),
+        clearRatio: z.number().min(0).max(1).default(0.8).describe('Hysteresis: a window counts towards clearing only when its score is below threshold x clearRatio.'),
+        clearWindows: z.number().int().min(1).default(20).describe('An open anomaly clears after this many consecutive windows below threshold x clearRatio.'),
+        criticalRatio: z.number().min(1).default(4).describe('Severity is critical when the score reaches threshold x criticalRatio, else warning.'),
+        updateRatio: z.number().min(1).default(1.5).describe('While open, an update is emitted when the score exceeds the last reported peak x updateRatio (or severity rises).'),
+      })
+      .prefault({})
+      .describe('When scores become an anomaly condition, and when it clears.'),
+    model: z
+      .object({
+        manifest: z.string().default('').describe('Path of a model manifest JSON (see models/README.md, "Bring your own model"). Empty = the built-in mahalanobis-v1.'),
+        batchIntervalMs: z.number().int().min(10).max(60_000).default(500).describe('Closed windows are collected and scored together every batchIntervalMs (one onnxruntime run for all machines).'),
+        maxBatchFloats: z.number().int().min(10_000).default(4_000_000).describe('Largest input (in floats) of one onnxruntime run; bigger batches are split.'),
+        maxPendingWindows: z.number().int().min(10).default(50_000).describe('Closed windows waiting to be scored; beyond this the oldest are dropped and counted.'),
+      })
+      .prefault({})
+      .describe('The ONNX scoring model.'),
+    contributors: z.number().int().min(1).max(10).default(3).describe('How many top contributing features an anomaly names.'),
+    historyDays: z.number().min(0).default(7).describe('Days of window scores kept for GET /api/v1/machines/:id/anomaly (0 = keep none).'),
+    maxMachines: z.number().int().min(1).default(5000).describe('Most machines detection tracks; readings of further machines are counted and not scored.'),
+  })
+  .describe('Anomaly detection: event-time windows, per-machine baselines, ONNX scoring, k-of-n alerting.');
+
+export type DetectionConfig = z.infer<typeof detectionConfigSchema>;

@@ -1,0 +1,685 @@
+/**
+ * Detection facade: readings in, window scores and anomaly conditions out.
+ *
+ *   push(readings) -> per-machine event-time windows -> closed windows queue
+ *   every batchIntervalMs (or flush()): learning windows feed the machine's baseline; a completed baseline
+ *   is fitted and its threshold calibrated; every other window of every machine is scored in one
+ *   onnxruntime run -> 'score' events, k-of-n policy -> 'condition' events.
+ *
+ * main.ts wires it: createDetection(config.detection, { dataDir, logger, registry }), push() from ingest,
+ * on('score'|'condition') to alerts / sinks, tick() from a timer, close() on shutdown.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Reading } from '../contract/reading.js';
+import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
+import { blockFolds, fitParams, selectFeatureKeys, vectorize, type FeatureRow, type ModelParams } from './baseline.js';
+import { detectionConfigSchema, type DetectionConfig } from './config.js';
+import { DetectError } from './errors.js';
+import { explain } from './explain.js';
+import { quantile } from './linalg.js';
+import { builtinManifestPath, ScoringModel, type ModelManifest, type ScoreRequest } from './model.js';
+import { calibrateThreshold, initialPolicyState, stepPolicy, type PolicyState } from './policy.js';
+import { DetectionStore, type FittedBaseline, type StoredScore } from './store.js';
+import { MachineWindower, type ClosedWindow } from './window.js';
+
+export { detectionConfigSchema, type DetectionConfig } from './config.js';
+export { DetectError, type DetectErrorCode } from './errors.js';
+export type { StoredScore } from './store.js';
+
+export interface DetectionDeps {
+  dataDir: string;
+  logger: Logger;
+  /** prom-client registry; metrics are registered with the prefix smartops_detect_. */
+  registry?: Registry;
+  /** Gateway clock (ms); default Date.now. Used only for idle window closing and score retention. */
+  now?: () => number;
+  /** No batching timer: windows are scored only when flush() is called (evaluation, tests). */
+  manualFlush?: boolean;
+}
+
+export interface BaselineInfo {
+  machine: string;
+  phase: 'learning' | 'scoring';
+  /** 0..1: share of the baseline period (event time) and of the minimum window count reached. */
+  progress: number;
+  windows: number;
+  minWindows: number;
+  durationMs: number;
+  /** Event time of the first and last baseline window (epoch ms), null before the first window. */
+  from: number | null;
+  to: number | null;
+  fittedAt: number | null;
+  threshold: number | null;
+  /** Metrics in the fitted baseline. */
+  metrics: string[];
+  /** Model features, in model input order. */
+  features: string[];
+  modes: number;
+  /** Metrics this machine sent since the baseline was fitted that the baseline does not know (re-learn to include them). */
+  unlearnedMetrics: string[];
+  modelVersion: string | null;
+}
+
+export interface MachineDetectionStatus {
+  machine: string;
+  phase: 'learning' | 'scoring';
+  progress: number;
+  lastWindowEnd: number | null;
+  lastScore: number | null;
+  threshold: number | null;
+  anomalyOpen: boolean;
+  lateReadings: number;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  manifestPath: string;
+  modelPath: string;
+  manifest: ModelManifest;
+  inferenceRuns: number;
+  windowsScored: number;
+  meanLatencyMs: number;
+  lastLatencyMs: number;
+}
+
+export interface Detection {
+  /** Feed validated readings (any machines, any order within the lateness bound). Never throws. */
+  push(readings: readonly Reading[]): void;
+  on(event: 'score', fn: (s: WindowScore) => void): this;
+  on(event: 'condition', fn: (e: ConditionEvent) => void): this;
+  off(event: 'score', fn: (s: WindowScore) => void): this;
+  off(event: 'condition', fn: (e: ConditionEvent) => void): this;
+  /** Timer hook (call every few seconds): closes windows of machines quiet for idleCloseMs, prunes history. */
+  tick(now?: number): void;
+  /** Score every closed window now; resolves when done (events emitted). */
+  flush(): Promise<void>;
+  baseline(machine: string): BaselineInfo | undefined;
+  /** Forget the machine's baseline and learn it again from its next windows; clears an open anomaly. */
+  resetBaseline(machine: string): BaselineInfo;
+  machines(): MachineDetectionStatus[];
+  modelInfo(): ModelInfo;
+  /** Window scores kept in the detection store (historyDays), oldest first. */
+  anomalyHistory(machine: string, from: number, to: number, limit?: number): StoredScore[];
+  close(): Promise<void>;
+}
+
+interface MachineState {
+  id: string;
+  windower: MachineWindower | null;
+  phase: 'learning' | 'scoring';
+  learnRows: Array<{ start: number; end: number; row: FeatureRow }>;
+  baseline: FittedBaseline | null;
+  policy: PolicyState;
+  lastArrival: number;
+  lastWindowEnd: number | null;
+  lastScore: number | null;
+  seenMetrics: Set<string>;
+}
+
+interface Pending {
+  machine: string;
+  window: ClosedWindow;
+}
+
+const MAX_FITS_PER_FLUSH = 4;
+
+class DetectionImpl extends EventEmitter implements Detection {
+  private readonly machinesById = new Map<string, MachineState>();
+  private pending: Pending[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private closed = false;
+  private lastPrune = 0;
+  private readonly m: ReturnType<typeof createMetrics>;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly cfg: DetectionConfig,
+    private readonly deps: DetectionDeps,
+    private readonly model: ScoringModel,
+    private readonly store: DetectionStore,
+  ) {
+    super();
+    this.now = deps.now ?? Date.now;
+    this.m = createMetrics(deps.registry, this);
+    this.restore();
+  }
+
+  private restore(): void {
+    const { valid, invalid } = this.store.baselines();
+    for (const machine of invalid) {
+      this.deps.logger.warn({ machine }, 'stored baseline unreadable; the machine re-learns its baseline');
+      this.store.deleteBaseline(machine);
+    }
+    const conditions = this.store.conditions();
+    for (const b of valid) {
+      if (b.modelName !== this.model.manifest.name || !this.compatible(b.params)) {
+        this.deps.logger.warn({ machine: b.machine, model: b.modelName }, 'stored baseline was fitted for another model; the machine re-learns its baseline');
+        this.store.deleteBaseline(b.machine);
+        continue;
+      }
+      const st = this.state(b.machine);
+      st.phase = 'scoring';
+      st.baseline = b;
+      st.policy = conditions.get(b.machine) ?? initialPolicyState();
+    }
+    for (const s of this.store.learningSummary()) {
+      const st = this.state(s.machine);
+      if (st.phase === 'scoring') {
+        this.store.clearLearning(s.machine);
+        continue;
+      }
+      st.learnRows = this.store.learningWindows(s.machine);
+    }
+  }
+
+  private compatible(p: ModelParams): boolean {
+    const man = this.model.manifest;
+    if (man.layout === 'fixed') return JSON.stringify(p.featureKeys) === JSON.stringify(man.featureOrder);
+    return true;
+  }
+
+  private state(machine: string): MachineState {
+    let st = this.machinesById.get(machine);
+    if (!st) {
+      st = {
+        id: machine,
+        windower: null,
+        phase: 'learning',
+        learnRows: [],
+        baseline: null,
+        policy: initialPolicyState(),
+        lastArrival: 0,
+        lastWindowEnd: null,
+        lastScore: null,
+        seenMetrics: new Set(),
+      };
+      this.machinesById.set(machine, st);
+    }
+    return st;
+  }
+
+  push(readings: readonly Reading[]): void {
+    if (this.closed || !this.cfg.enabled) return;
+    const arrival = this.now();
+    const emit = (w: ClosedWindow) => this.enqueue(w);
+    for (const r of readings) {
+      let st = this.machinesById.get(r.machine);
+      if (!st) {
+        if (this.machinesById.size >= this.cfg.maxMachines) {
+          this.m.readings.inc({ result: 'untracked' });
+          continue;
+        }
+        st = this.state(r.machine);
+      }
+      if (!st.windower) {
+        st.windower = new MachineWindower(r.machine, {
+          windowMs: this.cfg.windowMs,
+          hopMs: this.cfg.hopMs,
+          latenessMs: this.cfg.latenessMs,
+          minSamples: this.cfg.minSamplesPerWindow,
+        });
+      }
+      const sparse0 = st.windower.sparseWindows;
+      const res = st.windower.push(r.ts, r.metrics, emit);
+      if (st.windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, st.windower.sparseWindows - sparse0);
+      this.m.readings.inc({ result: res });
+      st.lastArrival = arrival;
+      if (st.phase === 'scoring') for (const k in r.metrics) st.seenMetrics.add(k);
+    }
+    this.schedule();
+  }
+
+  private enqueue(w: ClosedWindow): void {
+    this.pending.push({ machine: w.machine, window: w });
+    if (this.pending.length > this.cfg.model.maxPendingWindows) {
+      const drop = this.pending.length - this.cfg.model.maxPendingWindows;
+      this.pending.splice(0, drop);
+      this.m.windows.inc({ result: 'dropped' }, drop);
+      this.deps.logger.warn({ dropped: drop }, 'detection cannot keep up: oldest closed windows dropped from scoring');
+    }
+  }
+
+  private schedule(): void {
+    if (this.deps.manualFlush || this.timer || this.pending.length === 0 || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.flush().catch((e: unknown) => this.deps.logger.error({ err: e }, 'detection flush failed'));
+    }, this.cfg.model.batchIntervalMs);
+    this.timer.unref();
+  }
+
+  tick(now = this.now()): void {
+    if (this.closed) return;
+    const emit = (w: ClosedWindow) => this.enqueue(w);
+    for (const st of this.machinesById.values()) {
+      if (st.windower && st.windower.openWindows > 0 && now - st.lastArrival >= this.cfg.idleCloseMs) {
+        const sparse0 = st.windower.sparseWindows;
+        st.windower.closeAll(emit);
+        if (st.windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, st.windower.sparseWindows - sparse0);
+      }
+    }
+    if (this.cfg.historyDays > 0 && now - this.lastPrune > 3_600_000) {
+      this.lastPrune = now;
+      this.store.pruneScores(now - this.cfg.historyDays * 86_400_000);
+    }
+    this.schedule();
+  }
+
+  flush(): Promise<void> {
+    // Serialise: one batch in flight; a flush requested meanwhile runs right after it.
+    const run = async (): Promise<void> => {
+      while (this.pending.length > 0 && !this.closed) await this.processBatch();
+    };
+    const p = (this.flushing ?? Promise.resolve()).then(run, run);
+    this.flushing = p.finally(() => {
+      if (this.flushing === p) this.flushing = null;
+    });
+    return p;
+  }
+
+  private async processBatch(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    const requeue: Pending[] = [];
+    const toScore: Array<{ st: MachineState; w: ClosedWindow; x: Float64Array }> = [];
+    const completed: MachineState[] = [];
+    const blocked = new Set<string>();
+    let fits = 0;
+    this.store.transaction(() => {
+      for (const p of batch) {
+        const st = this.state(p.machine);
+        if (blocked.has(st.id)) {
+          requeue.push(p);
+          continue;
+        }
+        const w = p.window;
+        st.lastWindowEnd = w.end;
+        if (st.phase === 'learning' && !completed.includes(st)) {
+          st.learnRows.push({ start: w.start, end: w.end, row: w.metrics });
+          this.store.putLearningWindow(st.id, w.start, w.end, w.metrics);
+          this.m.windows.inc({ result: 'learning' });
+          this.emitScore({ machine: st.id, windowStart: w.start, windowEnd: w.end, phase: 'learning', score: 0, threshold: null, above: false, contributors: [], modelVersion: this.model.manifest.version });
+          if (this.learningDone(st)) {
+            if (fits >= MAX_FITS_PER_FLUSH) {
+              blocked.add(st.id);
+              continue;
+            }
+            fits++;
+            completed.push(st);
+          }
+          continue;
+        }
+        if (completed.includes(st)) {
+          // Scored after its threshold is calibrated below.
+          toScore.push({ st, w, x: new Float64Array(0) });
+          continue;
+        }
+        const b = st.baseline;
+        if (!b) continue;
+        toScore.push({ st, w, x: vectorize(w.metrics, b.params.featureKeys) });
+      }
+    });
+    if (requeue.length > 0) this.pending = requeue.concat(this.pending);
+    for (const st of completed) await this.fit(st);
+    for (const t of toScore) {
+      if (t.x.length === 0 && t.st.baseline) t.x = vectorize(t.w.metrics, t.st.baseline.params.featureKeys);
+    }
+    const ready = toScore.filter((t) => t.st.baseline && t.st.phase === 'scoring');
+    if (ready.length === 0) return;
+    const reqs: ScoreRequest[] = ready.map((t) => ({ x: t.x, params: (t.st.baseline as FittedBaseline).params }));
+    const t0 = performance.now();
+    const results = await this.model.score(reqs);
+    this.m.inferSeconds.observe((performance.now() - t0) / 1000);
+    this.m.inferRuns.inc();
+    const k = this.cfg.contributors;
+    this.store.transaction(() => {
+      ready.forEach((t, i) => {
+        const r = results[i];
+        const b = t.st.baseline;
+        if (!r || !b) return;
+        this.m.windows.inc({ result: 'scored' });
+        const score = Number.isFinite(r.score) ? r.score : Number.MAX_VALUE;
+        const above = score > b.threshold;
+        const contributors = above || t.st.policy.open ? explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k) : [];
+        t.st.lastScore = score;
+        this.emitScore({
+          machine: t.st.id,
+          windowStart: t.w.start,
+          windowEnd: t.w.end,
+          phase: 'scoring',
+          score,
+          threshold: b.threshold,
+          above,
+          contributors,
+          modelVersion: this.model.manifest.version,
+        });
+        this.applyPolicy(t.st, score, b.threshold, t.w.end, contributors);
+      });
+    });
+  }
+
+  private learningDone(st: MachineState): boolean {
+    const first = st.learnRows[0];
+    const last = st.learnRows[st.learnRows.length - 1];
+    if (!first || !last) return false;
+    return last.end - first.start >= this.cfg.baseline.durationMs && st.learnRows.length >= this.cfg.baseline.minWindows;
+  }
+
+  private fitOptions() {
+    const b = this.cfg.baseline;
+    return { minShrinkage: b.minShrinkage, scaleFloorRel: b.scaleFloorRel, scaleFloorAbs: 1e-9, maxModes: b.maxModes, minModeWindows: b.minModeWindows };
+  }
+
+  /** Fit the machine's baseline and calibrate its threshold on out-of-sample baseline scores. */
+  private async fit(st: MachineState): Promise<void> {
+    const man = this.model.manifest;
+    const rows = st.learnRows.map((r) => r.row);
+    const keys = man.layout === 'fixed' ? [...(man.featureOrder as string[])] : selectFeatureKeys(rows, this.cfg.baseline.features, 0.5, this.cfg.baseline.maxFeatures);
+    try {
+      if (keys.length === 0) throw new Error('no metric was present in at least half of the baseline windows');
+      const vectors = rows.map((r) => vectorize(r, keys));
+      const opts = this.fitOptions();
+      const params = fitParams(vectors, keys, opts);
+      const block = 2 * Math.ceil(this.cfg.windowMs / this.cfg.hopMs);
+      const folds = blockFolds(vectors.length, this.cfg.threshold.folds, block);
+      const reqs: ScoreRequest[] = [];
+      for (let f = 0; f < this.cfg.threshold.folds; f++) {
+        const train = vectors.filter((_, i) => folds[i] !== f);
+        const test = vectors.filter((_, i) => folds[i] === f);
+        if (test.length === 0 || train.length < 2) continue;
+        const p = fitParams(train, keys, opts);
+        for (const x of test) reqs.push({ x, params: p });
+      }
+      const res = await this.model.score(reqs);
+      const scores = res.map((r) => r.score).filter((s) => Number.isFinite(s));
+      const t = this.cfg.threshold;
+      const { threshold, qValue } = calibrateThreshold(scores, t);
+      const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
+      const first = st.learnRows[0] as { start: number };
+      const last = st.learnRows[st.learnRows.length - 1] as { end: number };
+      const b: FittedBaseline = {
+        machine: st.id,
+        modelName: man.name,
+        modelVersion: man.version,
+        params,
+        threshold,
+        calibration: { quantile: t.quantile, margin: t.margin, n: scores.length, p50: quantile(scores, 0.5), p99: quantile(scores, 0.99), max: Math.max(...scores), qValue },
+        windows: rows.length,
+        from: first.start,
+        to: last.end,
+        fittedAt: this.now(),
+        metrics,
+      };
+      this.store.transaction(() => {
+        this.store.putBaseline(b);
+        this.store.clearLearning(st.id);
+      });
+      st.baseline = b;
+      st.phase = 'scoring';
+      st.learnRows = [];
+      st.seenMetrics = new Set();
+      this.m.baselinesFitted.inc();
+      this.deps.logger.info(
+        { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
+        'baseline learnt; machine is now scored',
+      );
+    } catch (e) {
+      this.m.errors.inc({ code: 'fit_failed' });
+      this.deps.logger.error({ machine: st.id, err: e }, 'baseline fit failed; the machine keeps learning from new windows');
+      // Keep the newest half so a machine with a temporary problem (too few metrics) does not loop forever.
+      st.learnRows = st.learnRows.slice(Math.floor(st.learnRows.length / 2));
+      this.store.clearLearning(st.id);
+      this.store.transaction(() => {
+        for (const r of st.learnRows) this.store.putLearningWindow(st.id, r.start, r.end, r.row);
+      });
+    }
+  }
+
+  private emitScore(s: WindowScore): void {
+    if (this.cfg.historyDays > 0) this.store.putScore(s);
+    this.emit('score', s);
+  }
+
+  private applyPolicy(st: MachineState, score: number, threshold: number, end: number, contributors: Contributor[]): void {
+    const pol = this.cfg.policy;
+    const d = stepPolicy(st.policy, pol, score, threshold, end);
+    if (d.type === 'none') {
+      if (st.policy.open || st.policy.history.some((h) => h.above)) this.store.putCondition(st.id, st.policy);
+      return;
+    }
+    this.store.putCondition(st.id, st.policy);
+    const top = contributors.map((c) => c.text).join('; ');
+    if (d.type === 'open' || d.type === 'update') {
+      this.m.conditions.inc({ event: d.type });
+      this.emit('condition', {
+        machine: st.id,
+        kind: 'anomaly',
+        active: true,
+        eventTs: d.since,
+        severity: d.severity,
+        score,
+        threshold,
+        contributors,
+        message: `Anomaly score ${score.toFixed(1)} above threshold ${threshold.toFixed(1)} for ${d.aboveCount} of the last ${pol.n} windows${top ? `: ${top}` : ''}`,
+      } satisfies ConditionEvent);
+    } else {
+      this.m.conditions.inc({ event: 'clear' });
+      this.emit('condition', {
+        machine: st.id,
+        kind: 'anomaly',
+        active: false,
+        eventTs: d.at,
+        severity: 'info',
+        score,
+        threshold,
+        contributors: [],
+        message: `Anomaly score back below ${(threshold * pol.clearRatio).toFixed(1)} for ${pol.clearWindows} windows`,
+      } satisfies ConditionEvent);
+    }
+  }
+
+  baseline(machine: string): BaselineInfo | undefined {
+    const st = this.machinesById.get(machine);
+    if (!st) return undefined;
+    return this.baselineInfo(st);
+  }
+
+  private baselineInfo(st: MachineState): BaselineInfo {
+    const cfg = this.cfg.baseline;
+    const b = st.baseline;
+    if (st.phase === 'scoring' && b) {
+      return {
+        machine: st.id,
+        phase: 'scoring',
+        progress: 1,
+        windows: b.windows,
+        minWindows: cfg.minWindows,
+        durationMs: cfg.durationMs,
+        from: b.from,
+        to: b.to,
+        fittedAt: b.fittedAt,
+        threshold: b.threshold,
+        metrics: b.metrics,
+        features: b.params.featureKeys,
+        modes: b.params.modes.length,
+        unlearnedMetrics: [...st.seenMetrics].filter((m) => !b.metrics.includes(m)).sort(),
+        modelVersion: b.modelVersion,
+      };
+    }
+    const first = st.learnRows[0];
+    const last = st.learnRows[st.learnRows.length - 1];
+    const span = first && last ? last.end - first.start : 0;
+    const progress = Math.min(1, span / cfg.durationMs, st.learnRows.length / cfg.minWindows);
+    return {
+      machine: st.id,
+      phase: 'learning',
+      progress,
+      windows: st.learnRows.length,
+      minWindows: cfg.minWindows,
+      durationMs: cfg.durationMs,
+      from: first ? first.start : null,
+      to: last ? last.end : null,
+      fittedAt: null,
+      threshold: null,
+      metrics: [],
+      features: [],
+      modes: 0,
+      unlearnedMetrics: [],
+      modelVersion: null,
+    };
+  }
+
+  resetBaseline(machine: string): BaselineInfo {
+    const st = this.state(machine);
+    const wasOpen = st.policy.open;
+    this.store.transaction(() => {
+      this.store.deleteBaseline(machine);
+      this.store.clearLearning(machine);
+      this.store.deleteCondition(machine);
+    });
+    this.pending = this.pending.filter((p) => p.machine !== machine);
+    st.baseline = null;
+    st.phase = 'learning';
+    st.learnRows = [];
+    st.policy = initialPolicyState();
+    st.seenMetrics = new Set();
+    this.m.resets.inc();
+    if (wasOpen) {
+      this.m.conditions.inc({ event: 'clear' });
+      this.emit('condition', {
+        machine,
+        kind: 'anomaly',
+        active: false,
+        eventTs: st.lastWindowEnd ?? this.now(),
+        severity: 'info',
+        contributors: [],
+        message: 'Baseline reset on request: the machine is learning its normal behaviour again',
+      } satisfies ConditionEvent);
+    }
+    this.deps.logger.info({ machine }, 'baseline reset; re-learning');
+    return this.baselineInfo(st);
+  }
+
+  machines(): MachineDetectionStatus[] {
+    return [...this.machinesById.values()]
+      .map((st) => ({
+        machine: st.id,
+        phase: st.phase,
+        progress: this.baselineInfo(st).progress,
+        lastWindowEnd: st.lastWindowEnd,
+        lastScore: st.lastScore,
+        threshold: st.baseline?.threshold ?? null,
+        anomalyOpen: st.policy.open,
+        lateReadings: st.windower?.lateReadings ?? 0,
+      }))
+      .sort((a, b) => a.machine.localeCompare(b.machine));
+  }
+
+  modelInfo(): ModelInfo {
+    const s = this.model.stats;
+    return {
+      name: this.model.manifest.name,
+      version: this.model.manifest.version,
+      manifestPath: this.model.manifestPath,
+      modelPath: this.model.modelPath,
+      manifest: this.model.manifest,
+      inferenceRuns: s.runs,
+      windowsScored: s.windowsScored,
+      meanLatencyMs: s.runs > 0 ? s.totalRunMs / s.runs : 0,
+      lastLatencyMs: s.lastRunMs,
+    };
+  }
+
+  anomalyHistory(machine: string, from: number, to: number, limit = 10_000): StoredScore[] {
+    return this.store.scores(machine, from, to, limit);
+  }
+
+  pendingCount(): number {
+    return this.pending.length;
+  }
+
+  phaseCounts(): { learning: number; scoring: number } {
+    let learning = 0;
+    let scoring = 0;
+    for (const st of this.machinesById.values()) {
+      if (st.phase === 'learning') learning++;
+      else scoring++;
+    }
+    return { learning, scoring };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    // Score what is queued (not the still-open windows: they resume from the next readings after restart
+    // only as far as those readings go; a partial window is better unscored than scored half-empty).
+    await this.flush().catch((e: unknown) => this.deps.logger.error({ err: e }, 'final detection flush failed'));
+    this.closed = true;
+    this.store.close();
+    await this.model.close();
+  }
+}
+
+function createMetrics(registry: Registry | undefined, d: DetectionImpl) {
+  const registers = registry ? [registry] : [];
+  return {
+    readings: new Counter({ name: 'smartops_detect_readings_total', help: 'Readings seen by detection, by result (accepted, late = beyond the lateness bound, untracked = over maxMachines).', labelNames: ['result'], registers }),
+    windows: new Counter({ name: 'smartops_detect_windows_total', help: 'Closed windows by result (scored, learning, sparse = too few readings, dropped = scoring could not keep up).', labelNames: ['result'], registers }),
+    inferRuns: new Counter({ name: 'smartops_detect_inference_runs_total', help: 'Scoring batches run through onnxruntime.', registers }),
+    inferSeconds: new Histogram({ name: 'smartops_detect_inference_seconds', help: 'Duration of one scoring batch.', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers }),
+    conditions: new Counter({ name: 'smartops_detect_condition_events_total', help: 'Anomaly condition events emitted (open, update, clear).', labelNames: ['event'], registers }),
+    baselinesFitted: new Counter({ name: 'smartops_detect_baselines_fitted_total', help: 'Baselines fitted.', registers }),
+    resets: new Counter({ name: 'smartops_detect_baseline_resets_total', help: 'Baseline resets on request.', registers }),
+    errors: new Counter({ name: 'smartops_detect_errors_total', help: 'Detection errors by code.', labelNames: ['code'], registers }),
+    pending: new Gauge({
+      name: 'smartops_detect_pending_windows',
+      help: 'Closed windows waiting to be scored.',
+      registers,
+      collect() {
+        this.set(d.pendingCount());
+      },
+    }),
+    machines: new Gauge({
+      name: 'smartops_detect_machines',
+      help: 'Machines tracked by detection, by phase.',
+      labelNames: ['phase'],
+      registers,
+      collect() {
+        const c = d.phaseCounts();
+        this.set({ phase: 'learning' }, c.learning);
+        this.set({ phase: 'scoring' }, c.scoring);
+      },
+    }),
+  };
+}
+
+/**
+ * Start detection: validate config, load and check the model (refused with DETECT_MODEL_* naming what
+ * differs), open the store and restore baselines and open conditions.
+ */
+export async function createDetection(config: DetectionConfig, deps: DetectionDeps): Promise<Detection> {
+  const parsed = detectionConfigSchema.safeParse(config);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    throw new DetectError('DETECT_CONFIG_INVALID', `detection.${i?.path.map(String).join('.') ?? ''}: ${i?.message ?? 'invalid'}`);
+  }
+  const cfg = parsed.data;
+  if (cfg.hopMs > cfg.windowMs) throw new DetectError('DETECT_CONFIG_INVALID', `detection.hopMs (${cfg.hopMs}) must not exceed detection.windowMs (${cfg.windowMs})`);
+  if (cfg.policy.k > cfg.policy.n) throw new DetectError('DETECT_CONFIG_INVALID', `detection.policy.k (${cfg.policy.k}) must not exceed detection.policy.n (${cfg.policy.n})`);
+  const manifestPath = cfg.model.manifest || builtinManifestPath();
+  const model = await ScoringModel.load(manifestPath, { maxBatchFloats: cfg.model.maxBatchFloats });
+  let store: DetectionStore;
+  try {
+    store = new DetectionStore(deps.dataDir);
+  } catch (e) {
+    await model.close();
+    throw e;
+  }
+  deps.logger.info({ model: model.manifest.name, version: model.manifest.version, manifest: manifestPath }, 'detection model loaded');
+  return new DetectionImpl(cfg, deps, model, store);
+}

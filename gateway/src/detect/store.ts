@@ -1,0 +1,216 @@
+/**
+ * Durable detection state in `<dataDir>/detection.sqlite` (owned by this module only): baselines being
+ * learnt (their windows) and fitted, each machine's open/closed anomaly condition, and recent window
+ * scores for GET /machines/:id/anomaly. WAL mode; writes are batched in one transaction per scoring tick.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { Contributor, WindowScore } from '../contract/detection.js';
+import { DetectError } from './errors.js';
+import type { FeatureValues } from './features.js';
+import type { ModelParams } from './baseline.js';
+import type { PolicyState } from './policy.js';
+
+export const STORE_FILE = 'detection.sqlite';
+
+const modeSchema = z.object({ center: z.array(z.number()), scale: z.array(z.number()), precision: z.array(z.number()), windows: z.number() });
+export const fittedBaselineSchema = z.object({
+  machine: z.string(),
+  modelName: z.string(),
+  modelVersion: z.string(),
+  params: z.object({ featureKeys: z.array(z.string()), center: z.array(z.number()), scale: z.array(z.number()), modes: z.array(modeSchema).min(1) }),
+  threshold: z.number(),
+  calibration: z.object({ quantile: z.number(), margin: z.number(), n: z.number(), p50: z.number(), p99: z.number(), max: z.number(), qValue: z.number() }),
+  windows: z.number(),
+  from: z.number(),
+  to: z.number(),
+  fittedAt: z.number(),
+  metrics: z.array(z.string()),
+});
+export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
+
+const policySchema = z.object({
+  open: z.boolean(),
+  since: z.number().nullable(),
+  reportedPeak: z.number(),
+  reportedSeverity: z.enum(['warning', 'critical']).nullable(),
+  history: z.array(z.object({ above: z.boolean(), end: z.number() })),
+  belowRun: z.number(),
+});
+
+const rowSchema = z.record(z.string(), z.record(z.string(), z.number()));
+
+export interface StoredScore {
+  windowStart: number;
+  windowEnd: number;
+  phase: 'learning' | 'scoring';
+  score: number;
+  threshold: number | null;
+  above: boolean;
+  contributors: Contributor[];
+  modelVersion: string;
+}
+
+export class DetectionStore {
+  private readonly db: Database.Database;
+  private readonly st: {
+    putLearning: Database.Statement;
+    getLearning: Database.Statement;
+    countLearning: Database.Statement;
+    delLearning: Database.Statement;
+    putBaseline: Database.Statement;
+    getBaselines: Database.Statement;
+    delBaseline: Database.Statement;
+    putCondition: Database.Statement;
+    getConditions: Database.Statement;
+    delCondition: Database.Statement;
+    putScore: Database.Statement;
+    getScores: Database.Statement;
+    pruneScores: Database.Statement;
+  };
+
+  constructor(dataDir: string) {
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      this.db = new Database(join(dataDir, STORE_FILE));
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.exec(`
+        CREATE TABLE IF NOT EXISTS learning (machine TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (machine, window_start));
+        CREATE TABLE IF NOT EXISTS baselines (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS conditions (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS scores (machine TEXT NOT NULL, window_end INTEGER NOT NULL, window_start INTEGER NOT NULL, phase TEXT NOT NULL,
+          score REAL NOT NULL, threshold REAL, above INTEGER NOT NULL, contributors TEXT NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (machine, window_end));
+      `);
+    } catch (e) {
+      throw new DetectError('DETECT_STORE_FAILED', `cannot open ${join(dataDir, STORE_FILE)}: ${(e as Error).message}`, { cause: e });
+    }
+    const db = this.db;
+    this.st = {
+      putLearning: db.prepare('INSERT OR REPLACE INTO learning (machine, window_start, window_end, row) VALUES (?, ?, ?, ?)'),
+      getLearning: db.prepare('SELECT window_start, window_end, row FROM learning WHERE machine = ? ORDER BY window_start'),
+      countLearning: db.prepare('SELECT machine, COUNT(*) AS n, MIN(window_start) AS first, MAX(window_end) AS last FROM learning GROUP BY machine'),
+      delLearning: db.prepare('DELETE FROM learning WHERE machine = ?'),
+      putBaseline: db.prepare('INSERT OR REPLACE INTO baselines (machine, body) VALUES (?, ?)'),
+      getBaselines: db.prepare('SELECT machine, body FROM baselines'),
+      delBaseline: db.prepare('DELETE FROM baselines WHERE machine = ?'),
+      putCondition: db.prepare('INSERT OR REPLACE INTO conditions (machine, body) VALUES (?, ?)'),
+      getConditions: db.prepare('SELECT machine, body FROM conditions'),
+      delCondition: db.prepare('DELETE FROM conditions WHERE machine = ?'),
+      putScore: db.prepare('INSERT OR REPLACE INTO scores (machine, window_end, window_start, phase, score, threshold, above, contributors, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      getScores: db.prepare('SELECT * FROM scores WHERE machine = ? AND window_end >= ? AND window_end <= ? ORDER BY window_end LIMIT ?'),
+      pruneScores: db.prepare('DELETE FROM scores WHERE window_end < ?'),
+    };
+  }
+
+  transaction(fn: () => void): void {
+    this.db.transaction(fn)();
+  }
+
+  putLearningWindow(machine: string, start: number, end: number, row: Map<string, FeatureValues>): void {
+    const obj: Record<string, FeatureValues> = {};
+    for (const [k, v] of row) obj[k] = v;
+    this.st.putLearning.run(machine, start, end, JSON.stringify(obj));
+  }
+
+  learningWindows(machine: string): Array<{ start: number; end: number; row: Map<string, FeatureValues> }> {
+    const rows = this.st.getLearning.all(machine) as Array<{ window_start: number; window_end: number; row: string }>;
+    const out: Array<{ start: number; end: number; row: Map<string, FeatureValues> }> = [];
+    for (const r of rows) {
+      const parsed = rowSchema.safeParse(JSON.parse(r.row));
+      if (!parsed.success) continue; // a corrupt row only loses one baseline window
+      out.push({ start: r.window_start, end: r.window_end, row: new Map(Object.entries(parsed.data) as Array<[string, FeatureValues]>) });
+    }
+    return out;
+  }
+
+  learningSummary(): Array<{ machine: string; n: number; first: number; last: number }> {
+    return this.st.countLearning.all() as Array<{ machine: string; n: number; first: number; last: number }>;
+  }
+
+  clearLearning(machine: string): void {
+    this.st.delLearning.run(machine);
+  }
+
+  putBaseline(b: FittedBaseline): void {
+    this.st.putBaseline.run(b.machine, JSON.stringify(b));
+  }
+
+  /** Stored baselines; an unreadable one is reported in `invalid` (the machine re-learns). */
+  baselines(): { valid: FittedBaseline[]; invalid: string[] } {
+    const valid: FittedBaseline[] = [];
+    const invalid: string[] = [];
+    for (const r of this.st.getBaselines.all() as Array<{ machine: string; body: string }>) {
+      try {
+        const p = fittedBaselineSchema.safeParse(JSON.parse(r.body));
+        if (p.success) valid.push(p.data as FittedBaseline);
+        else invalid.push(r.machine);
+      } catch {
+        invalid.push(r.machine);
+      }
+    }
+    return { valid, invalid };
+  }
+
+  deleteBaseline(machine: string): void {
+    this.st.delBaseline.run(machine);
+  }
+
+  putCondition(machine: string, s: PolicyState): void {
+    this.st.putCondition.run(machine, JSON.stringify(s));
+  }
+
+  deleteCondition(machine: string): void {
+    this.st.delCondition.run(machine);
+  }
+
+  conditions(): Map<string, PolicyState> {
+    const out = new Map<string, PolicyState>();
+    for (const r of this.st.getConditions.all() as Array<{ machine: string; body: string }>) {
+      try {
+        const p = policySchema.safeParse(JSON.parse(r.body));
+        if (p.success) out.set(r.machine, p.data);
+      } catch {
+        /* unreadable: the machine starts with a closed condition */
+      }
+    }
+    return out;
+  }
+
+  putScore(s: WindowScore): void {
+    this.st.putScore.run(s.machine, s.windowEnd, s.windowStart, s.phase, s.score, s.threshold, s.above ? 1 : 0, JSON.stringify(s.contributors), s.modelVersion);
+  }
+
+  scores(machine: string, from: number, to: number, limit: number): StoredScore[] {
+    const rows = this.st.getScores.all(machine, from, to, limit) as Array<{
+      window_start: number;
+      window_end: number;
+      phase: string;
+      score: number;
+      threshold: number | null;
+      above: number;
+      contributors: string;
+      model_version: string;
+    }>;
+    return rows.map((r) => ({
+      windowStart: r.window_start,
+      windowEnd: r.window_end,
+      phase: r.phase === 'learning' ? 'learning' : 'scoring',
+      score: r.score,
+      threshold: r.threshold,
+      above: r.above === 1,
+      contributors: JSON.parse(r.contributors) as Contributor[],
+      modelVersion: r.model_version,
+    }));
+  }
+
+  pruneScores(before: number): number {
+    return this.st.pruneScores.run(before).changes;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

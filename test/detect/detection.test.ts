@@ -1,0 +1,203 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import type { ConditionEvent, WindowScore } from '../../gateway/src/contract/detection.js';
+import type { Reading } from '../../gateway/src/contract/reading.js';
+import { createDetection, detectionConfigSchema, type Detection } from '../../gateway/src/detect/index.js';
+import { encodeModel, int64Init, intAttr, node, tensorInfo } from '../../models/src/onnx-builder.js';
+import { rng } from '../../models/src/train.js';
+
+const logger = pino({ level: 'silent' });
+const T0 = Date.parse('2025-03-03T06:00:00Z');
+
+const cfg = detectionConfigSchema.parse({
+  windowMs: 10_000,
+  hopMs: 5_000,
+  latenessMs: 2_000,
+  baseline: { durationMs: 15 * 60_000, minWindows: 30 },
+  policy: { k: 3, n: 5, clearWindows: 5 },
+});
+
+/** A spindle: current follows speed; temperature steady. `fault` breaks the current-speed relation. */
+function machineStream(seed: number, machine = 'cnc-1') {
+  const r = rng(seed);
+  let speed = 1500;
+  let t = T0;
+  return (seconds: number, mode: 'healthy' | 'relation' | 'flat' = 'healthy'): Reading[] => {
+    const out: Reading[] = [];
+    for (let i = 0; i < seconds; i++) {
+      speed = mode === 'healthy' ? Math.min(2000, Math.max(1000, speed + 8 * r.normal())) : 1500 + r.normal();
+      const current = 0.01 * speed + 0.05 * r.normal() + (mode === 'relation' ? 1.5 : 0);
+      out.push({ machine, ts: t, metrics: { spindle_speed_rpm: speed, motor_current_a: current, bearing_temp_c: 40 + 0.1 * r.normal() } });
+      t += 1000;
+    }
+    return out;
+  };
+}
+
+async function start(dataDir: string, over: Partial<typeof cfg> = {}): Promise<{ det: Detection; scores: WindowScore[]; conds: ConditionEvent[]; registry: Registry }> {
+  const registry = new Registry();
+  const det = await createDetection({ ...cfg, ...over }, { dataDir, logger, registry, manualFlush: true });
+  const scores: WindowScore[] = [];
+  const conds: ConditionEvent[] = [];
+  det.on('score', (s) => scores.push(s));
+  det.on('condition', (e) => conds.push(e));
+  return { det, scores, conds, registry };
+}
+
+describe('Detection facade', () => {
+  it('learns a baseline, stays quiet on healthy data, opens on a broken relationship and clears with hysteresis', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'detect-facade-'));
+    const { det, scores, conds, registry } = await start(dir);
+    const gen = machineStream(1);
+    det.push(gen(300));
+    await det.flush();
+    const early = det.baseline('cnc-1');
+    expect(early?.phase).toBe('learning');
+    expect(early?.progress).toBeGreaterThan(0.2);
+    expect(early?.progress).toBeLessThan(0.5);
+    expect(scores.every((s) => s.phase === 'learning' && s.threshold === null)).toBe(true);
+    det.push(gen(700));
+    await det.flush();
+    const b = det.baseline('cnc-1');
+    expect(b?.phase).toBe('scoring');
+    expect(b?.progress).toBe(1);
+    expect(b?.threshold).toBeGreaterThan(0);
+    expect(b?.metrics).toEqual(['bearing_temp_c', 'motor_current_a', 'spindle_speed_rpm']);
+    // healthy: no condition
+    det.push(gen(600));
+    await det.flush();
+    expect(conds).toHaveLength(0);
+    const scored = scores.filter((s) => s.phase === 'scoring');
+    expect(scored.length).toBeGreaterThan(100);
+    // current 1.5 A high while speed is flat: each channel stays inside its baseline range
+    det.push(gen(300, 'relation'));
+    await det.flush();
+    const open = conds.find((c) => c.active);
+    expect(open?.kind).toBe('anomaly');
+    expect(open?.contributors.some((c) => c.metric === 'motor_current_a')).toBe(true);
+    expect(open?.message).toMatch(/above threshold/);
+    expect(det.machines()[0]?.anomalyOpen).toBe(true);
+    det.push(gen(300));
+    await det.flush();
+    const clear = conds.find((c) => !c.active);
+    expect(clear).toBeDefined();
+    expect(clear?.eventTs).toBeGreaterThan(open?.eventTs as number);
+    // window scores are kept for the HTTP history
+    const hist = det.anomalyHistory('cnc-1', T0, T0 + 10 * 3_600_000);
+    expect(hist.length).toBe(scores.length);
+    const info = det.modelInfo();
+    expect(info.name).toBe('mahalanobis-v1');
+    expect(info.inferenceRuns).toBeGreaterThan(0);
+    const text = await registry.metrics();
+    expect(text).toMatch(/smartops_detect_windows_total\{result="scored"\} \d+/);
+    expect(text).toMatch(/smartops_detect_condition_events_total\{event="open"\} 1/);
+    await det.close();
+  });
+
+  it('keeps baselines, learning progress and open conditions across a restart; reset re-learns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'detect-restart-'));
+    const gen = machineStream(2);
+    const genB = machineStream(3, 'press-7');
+    let s = await start(dir);
+    s.det.push(gen(1000));
+    s.det.push(genB(400));
+    await s.det.flush();
+    const before = s.det.baseline('cnc-1');
+    const learningBefore = s.det.baseline('press-7');
+    expect(before?.phase).toBe('scoring');
+    expect(learningBefore?.phase).toBe('learning');
+    await s.det.close();
+
+    // Reopen the same SQLite file.
+    s = await start(dir);
+    expect(s.det.baseline('cnc-1')).toMatchObject({ phase: 'scoring', threshold: before?.threshold, features: before?.features });
+    expect(s.det.baseline('press-7')).toMatchObject({ phase: 'learning', windows: learningBefore?.windows });
+    s.det.push(gen(60));
+    await s.det.flush();
+    expect(s.scores.length).toBeGreaterThan(0);
+    expect(s.scores.every((x) => x.phase === 'scoring')).toBe(true);
+    // open a condition, restart, and the clear still arrives after the restart
+    s.det.push(gen(200, 'relation'));
+    await s.det.flush();
+    expect(s.conds.some((c) => c.active)).toBe(true);
+    await s.det.close();
+    s = await start(dir);
+    expect(s.det.machines().find((m) => m.machine === 'cnc-1')?.anomalyOpen).toBe(true);
+    s.det.push(gen(400));
+    await s.det.flush();
+    expect(s.conds.some((c) => !c.active)).toBe(true);
+
+    // reset: learning again, also after another restart
+    const r = s.det.resetBaseline('cnc-1');
+    expect(r).toMatchObject({ phase: 'learning', windows: 0, progress: 0 });
+    await s.det.close();
+    s = await start(dir);
+    // Nothing stored for it any more: it is unknown until it sends again, then it learns.
+    expect(s.det.baseline('cnc-1')).toBeUndefined();
+    s.det.push(gen(60));
+    await s.det.flush();
+    expect(s.det.baseline('cnc-1')?.phase).toBe('learning');
+    await s.det.close();
+  });
+
+  it('copes with metrics that appear and disappear, and counts late readings', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'detect-metrics-'));
+    const { det, registry } = await start(dir);
+    const gen = machineStream(4);
+    det.push(gen(1000));
+    await det.flush();
+    const more = gen(120).map((rd, i) => {
+      const metrics: Record<string, number> = { ...rd.metrics, coolant_flow_l_min: 20 };
+      if (i % 2 === 0) delete metrics.bearing_temp_c;
+      return { ...rd, metrics };
+    });
+    det.push(more);
+    // 30 s behind the newest reading: beyond the 2 s lateness bound
+    det.push([{ machine: 'cnc-1', ts: (more[more.length - 1]?.ts as number) - 30_000, metrics: { motor_current_a: 99 } }]);
+    await det.flush();
+    expect(det.baseline('cnc-1')?.unlearnedMetrics).toEqual(['coolant_flow_l_min']);
+    expect(det.machines()[0]?.lateReadings).toBe(1);
+    expect(await registry.metrics()).toMatch(/smartops_detect_readings_total\{result="late"\} 1/);
+    await det.close();
+  });
+
+  it('runs a bring-your-own model (fixed feature order) built on the fly', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'detect-byo-facade-'));
+    const bytes = encodeModel({
+      name: 'byo',
+      inputs: [tensorInfo('z', ['N', 2])],
+      outputs: [tensorInfo('score', ['N'])],
+      initializers: [int64Init('ax', [1], [1])],
+      nodes: [node('Mul', ['z', 'z'], ['sq']), node('ReduceMean', ['sq', 'ax'], ['score'], [intAttr('keepdims', 0)])],
+    });
+    writeFileSync(join(dir, 'byo.onnx'), bytes);
+    const manifest = join(dir, 'byo.manifest.json');
+    writeFileSync(
+      manifest,
+      JSON.stringify({
+        name: 'byo',
+        version: '7',
+        file: 'byo.onnx',
+        opset: 18,
+        layout: 'fixed',
+        featureOrder: ['motor_current_a:mean', 'spindle_speed_rpm:mean'],
+        inputs: [{ name: 'z', dtype: 'float32', shape: ['N', 2] }],
+        outputs: [{ name: 'score', dtype: 'float32', shape: ['N'] }],
+      }),
+    );
+    const { det, scores } = await start(join(dir, 'data'), { model: { ...cfg.model, manifest } });
+    const gen = machineStream(5);
+    det.push(gen(1100));
+    await det.flush();
+    expect(det.modelInfo()).toMatchObject({ name: 'byo', version: '7' });
+    expect(det.baseline('cnc-1')?.features).toEqual(['motor_current_a:mean', 'spindle_speed_rpm:mean']);
+    const scored = scores.filter((x) => x.phase === 'scoring');
+    expect(scored.length).toBeGreaterThan(0);
+    expect(scored.every((x) => x.modelVersion === '7' && Number.isFinite(x.score))).toBe(true);
+    await det.close();
+  });
+});
