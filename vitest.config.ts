@@ -8,6 +8,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two shared cores: keep parallelism modest so timing-sensitive waits stay reliable.
     pool: 'forks',
-    maxWorkers: 3,
+    maxWorkers: 2,
   },
 });

@@ -24,7 +24,7 @@ import { formatPoint } from './sinks/lineprotocol.js';
 import { Ingest } from './ingest/ingest.js';
 import { RejectLog } from './ingest/rejects.js';
 import { MachineRegistry } from './machines/registry.js';
-import { createLogger } from './obs/logger.js';
+import { createLogger, RateLimitedLog } from './obs/logger.js';
 import { createCoreMetrics, createRegistry } from './obs/metrics.js';
 import { Outbox } from './outbox/outbox.js';
 import { Forwarder } from './sinks/forwarder.js';
@@ -64,8 +64,6 @@ export function packageVersion(): string {
   }
 }
 
-const LOOPBACK = /^(127\.|::1$|localhost$)/;
-
 export async function startGateway(config: Config, opts: StartOptions = {}): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(config.log.level, config.log.pretty);
   const version = packageVersion();
@@ -87,6 +85,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
   try {
     // --- durable outbox
+    const dropLog = new RateLimitedLog(logger.child({ component: 'outbox' }), 10_000);
     const outbox = new Outbox({
       dir: dataDir,
       fsync: config.outbox.fsync,
@@ -94,9 +93,14 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       maxBytes: config.outbox.maxBytes,
       fullPolicy: config.outbox.fullPolicy,
       fullWaitMs: config.outbox.fullWaitMs,
-      onDrop: (n) => {
-        metrics.readingsDropped.inc({ reason: 'outbox_full_drop_oldest' }, n);
-        logger.warn({ dropped: n, policy: 'drop-oldest' }, 'outbox budget full: oldest readings deleted');
+      quarantineKeep: config.outbox.quarantineKeep,
+      onDrop: (n, reason) => {
+        metrics.readingsDropped.inc({ reason }, n);
+        dropLog.warn(
+          reason,
+          { dropped: n, reason, policy: config.outbox.fullPolicy },
+          reason === 'quarantine_overflow' ? 'quarantine full: oldest quarantined readings deleted' : 'outbox budget full: oldest readings deleted',
+        );
       },
       onCommit: (s) => metrics.outboxCommitLatency.observe(s),
     });
@@ -212,12 +216,6 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     // --- broker
     const users = [...config.mqtt.users, ...(config.mqtt.usersFile ? loadUsersFile(config.mqtt.usersFile) : [])];
     const acl = new MqttAcl(users, config.mqtt.allowAnonymous);
-    if (config.mqtt.allowAnonymous && !LOOPBACK.test(config.mqtt.host)) {
-      logger.warn(
-        { host: config.mqtt.host },
-        '!!! ANONYMOUS MQTT ACCESS IS ON FOR A NON-LOOPBACK ADDRESS: anyone on the network can publish readings. Configure mqtt.users and set mqtt.allowAnonymous=false (README "Security").',
-      );
-    }
     if (!config.mqtt.allowAnonymous && users.length === 0) {
       logger.warn('no MQTT users configured and anonymous access is off: no device can connect (add one with `smartops-gateway user add`, or --allow-anonymous for a trial)');
     }
@@ -231,6 +229,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         connectTimeoutMs: config.mqtt.connectTimeoutMs,
         drainTimeoutMs: config.mqtt.drainTimeoutMs,
         maxInflightPerClient: config.mqtt.maxInflightPerClient,
+        maxQueuedBytesPerClient: config.mqtt.maxQueuedBytesPerClient,
       },
       { ingest, acl, metrics, logger: logger.child({ component: 'mqtt' }) },
     );

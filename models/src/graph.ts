@@ -12,6 +12,16 @@
  *   score   = ReduceMin(s, axis 1)                                            [N]
  *   mode    = ArgMin(s, axis 1)                                               [N, 1]
  *   contrib = GatherElements(c, mode broadcast to [N,1,F], axis 1) squeezed   [N, F]
+ *   d       = ReduceSum(precision * EyeLike(precision[0,0]), axis 3)          [N, M, F] (diagonal of P/F)
+ *   Fm      = ReduceSum(d > 0, axis 2)                                        [N, M, 1] (the machine's own F)
+ *   r       = pz * Sqrt(Fm) / Sqrt(Max(d, 1e-30)) * mask                      [N, M, F]
+ *   resid   = r of the selected mode                                          [N, F]
+ *
+ * resid is each feature's conditional residual given the machine's other features, in conditional
+ * standard deviations: with P = R^-1 (not divided by F), (P z)_i / sqrt(P_ii) = (z_i - E[z_i | z_-i]) /
+ * sd(z_i | z_-i), N(0,1) for a healthy window. The gateway averages it over windows (EWMA) to see a
+ * small sustained shift of one channel that the window score, a sum over all F features, dilutes.
+ * Padded features have d = 0, pz = 0 and mask 0, so they give 0 and do not count in Fm.
  *
  * The float64 reference is gateway/src/detect/baseline.ts referenceScore().
  */
@@ -30,12 +40,15 @@ export function buildScorerModel(zClip: number): Uint8Array {
       tensorInfo('scale', ['N', 'M', 'F']),
       tensorInfo('precision', ['N', 'M', 'F', 'F']),
     ],
-    outputs: [tensorInfo('score', ['N']), tensorInfo('contrib', ['N', 'F']), tensorInfo('mode', ['N'])],
+    outputs: [tensorInfo('score', ['N']), tensorInfo('contrib', ['N', 'F']), tensorInfo('mode', ['N']), tensorInfo('resid', ['N', 'F'])],
     initializers: [
       floatInit('zmin', [], [-zClip]),
       floatInit('zmax', [], [zClip]),
       int64Init('ax1', [1], [1]),
       int64Init('ax2', [1], [2]),
+      int64Init('ax3', [1], [3]),
+      int64Init('i0', [], [0]),
+      floatInit('tiny', [], [1e-30]),
     ],
     nodes: [
       node('Unsqueeze', ['x', 'ax1'], ['x3']),
@@ -58,6 +71,23 @@ export function buildScorerModel(zClip: number): Uint8Array {
       node('Squeeze', ['c1', 'ax1'], ['contrib']),
       node('Squeeze', ['idx', 'ax1'], ['idx1']),
       node('Cast', ['idx1'], ['mode'], [intAttr('to', 1)]),
+      // Conditional residuals (see the header).
+      node('Gather', ['precision', 'i0'], ['p0'], [intAttr('axis', 0)]),
+      node('Gather', ['p0', 'i0'], ['p00'], [intAttr('axis', 0)]),
+      node('EyeLike', ['p00'], ['eye']),
+      node('Mul', ['precision', 'eye'], ['pdiag']),
+      node('ReduceSum', ['pdiag', 'ax3'], ['pd'], [intAttr('keepdims', 0)]),
+      node('Greater', ['pd', 'tiny'], ['dpos']),
+      node('Cast', ['dpos'], ['dposf'], [intAttr('to', 1)]),
+      node('ReduceSum', ['dposf', 'ax2'], ['fm'], [intAttr('keepdims', 1)]),
+      node('Sqrt', ['fm'], ['sfm']),
+      node('Max', ['pd', 'tiny'], ['dsafe']),
+      node('Sqrt', ['dsafe'], ['sd']),
+      node('Mul', ['pz', 'sfm'], ['pzs']),
+      node('Div', ['pzs', 'sd'], ['r0']),
+      node('Mul', ['r0', 'mask3'], ['r']),
+      node('GatherElements', ['r', 'idxe'], ['r1'], [intAttr('axis', 1)]),
+      node('Squeeze', ['r1', 'ax1'], ['resid']),
     ],
     metadata: { zClip: String(zClip), model: BUILTIN_NAME },
   });

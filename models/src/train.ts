@@ -19,7 +19,7 @@ import type { ModelManifest } from '../../gateway/src/detect/model.js';
 import { BUILTIN_NAME, buildScorerModel } from './graph.js';
 import { OPSET } from './onnx-builder.js';
 
-export const MODEL_VERSION = '1.0.0';
+export const MODEL_VERSION = '1.1.0';
 export const Z_CLIP = 10;
 export const SEED = 20240601;
 
@@ -72,7 +72,7 @@ export function syntheticRows(seed: number, metrics: number, windows: number, op
   return rows;
 }
 
-export function manifestFor(file: string, sha256: string, check: { cases: number; maxRelErr: number }): ModelManifest {
+export function manifestFor(file: string, sha256: string, check: { cases: number; maxRelErr: number; maxResidErr: number }): ModelManifest {
   const d = detectionConfigSchema.parse({});
   return {
     name: BUILTIN_NAME,
@@ -80,7 +80,7 @@ export function manifestFor(file: string, sha256: string, check: { cases: number
     file,
     opset: OPSET,
     description:
-      'Per-machine baseline model: minimum over the machine\'s operating modes of a regularised (Ledoit-Wolf) Mahalanobis distance of its standardised window features, divided by the feature count (a healthy window scores about 1). One generic graph; each machine\'s fitted baseline is fed as inputs, so all machines are scored in one batched run.',
+      'Per-machine baseline model: minimum over the machine\'s operating modes of a regularised (Ledoit-Wolf) Mahalanobis distance of its standardised window features, divided by the feature count (a healthy window scores about 1). One generic graph; each machine\'s fitted baseline is fed as inputs, so all machines are scored in one batched run. Also outputs each feature\'s conditional residual given the others (resid, in conditional sd), which the gateway averages over windows to see sustained drifts.',
     layout: 'per-machine',
     featureSet: d.baseline.features,
     inputs: [
@@ -94,12 +94,16 @@ export function manifestFor(file: string, sha256: string, check: { cases: number
       { name: 'score', dtype: 'float32', shape: ['N'] },
       { name: 'contrib', dtype: 'float32', shape: ['N', 'F'] },
       { name: 'mode', dtype: 'float32', shape: ['N'] },
+      { name: 'resid', dtype: 'float32', shape: ['N', 'F'] },
     ],
     params: { zClip: Z_CLIP },
     threshold: {
       rule: 'per machine: threshold = max(minThreshold, quantile(out-of-sample baseline scores, q) x margin); anomaly opens when k of the last n windows are above it, clears after clearWindows windows below threshold x clearRatio',
       defaults: { q: d.threshold.quantile, margin: d.threshold.margin, minThreshold: d.threshold.minThreshold, folds: d.threshold.folds, k: d.policy.k, n: d.policy.n, clearRatio: d.policy.clearRatio, clearWindows: d.policy.clearWindows },
       outOfSample: 'baseline windows in blocks of 2 x windowMs/hopMs windows, dealt round-robin to `folds` folds; each fold scored by a baseline fitted on the other folds',
+      drift:
+        'per machine and feature, EWMA (time constant drift.timeConstantMs, at most baseline.durationMs / 8) of the output resid clipped to +-drift.clip; sigma = RMS of that EWMA over the out-of-sample baseline residuals in time order, floored at sqrt(lambda/(2-lambda)) x sqrt(windowMs/hopMs) x RMS(clipped resid); drift = max |EWMA| / sigma; reported score = max(score, threshold x drift / drift.limit)',
+      driftDefaults: { timeConstantMs: d.drift.timeConstantMs, limit: d.drift.limit, clip: d.drift.clip },
     },
     training: {
       script: 'models/src/train.ts (npm run train)',
@@ -107,12 +111,12 @@ export function manifestFor(file: string, sha256: string, check: { cases: number
       seed: SEED,
       sha256,
     },
-    reference: { cases: check.cases, maxRelErr: check.maxRelErr, tolerance: 1e-4 },
+    reference: { cases: check.cases, maxRelErr: check.maxRelErr, maxResidAbsErr: check.maxResidErr, tolerance: 1e-4, residTolerance: 1e-3 },
   };
 }
 
 /** Score synthetic machines with onnxruntime and with the reference; returns the worst relative error. */
-export async function referenceCheck(modelBytes: Uint8Array, seed: number): Promise<{ cases: number; maxRelErr: number }> {
+export async function referenceCheck(modelBytes: Uint8Array, seed: number): Promise<{ cases: number; maxRelErr: number; maxResidErr: number }> {
   const session = await ort.InferenceSession.create(modelBytes);
   const cfg = detectionConfigSchema.parse({});
   const fitOpts = { minShrinkage: cfg.baseline.minShrinkage, scaleFloorRel: cfg.baseline.scaleFloorRel, scaleFloorAbs: 1e-9, maxModes: cfg.baseline.maxModes, minModeWindows: cfg.baseline.minModeWindows };
@@ -163,14 +167,22 @@ export async function referenceCheck(modelBytes: Uint8Array, seed: number): Prom
     precision: new ort.Tensor('float32', precision, [n, mm, f, f]),
   });
   const scores = out.score?.data as Float32Array;
+  const resid = out.resid?.data as Float32Array;
   let maxRelErr = 0;
+  // resid: absolute error in conditional sd (float32 through a matrix product of up to 21 terms).
+  let maxResidErr = 0;
   rows.forEach((r, i) => {
-    const ref = referenceScore(r.x, r.params, Z_CLIP).score;
-    const err = Math.abs((scores[i] as number) - ref) / Math.max(1, Math.abs(ref));
+    const ref = referenceScore(r.x, r.params, Z_CLIP);
+    const err = Math.abs((scores[i] as number) - ref.score) / Math.max(1, Math.abs(ref.score));
     if (err > maxRelErr) maxRelErr = err;
+    for (let j = 0; j < f; j++) {
+      const want = j < ref.resid.length ? (ref.resid[j] as number) : 0;
+      const e = Math.abs((resid[i * f + j] as number) - want) / Math.max(1, Math.abs(want));
+      if (!(e <= maxResidErr)) maxResidErr = Number.isNaN(e) ? Infinity : e;
+    }
   });
   await session.release();
-  return { cases: n, maxRelErr };
+  return { cases: n, maxRelErr, maxResidErr };
 }
 
 async function main(): Promise<void> {
@@ -181,13 +193,13 @@ async function main(): Promise<void> {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const check = await referenceCheck(bytes, SEED);
   console.log(`wrote models/${file} (${bytes.length} bytes, sha256 ${sha256})`);
-  console.log(`reference check: ${check.cases} windows, max relative error onnxruntime vs TypeScript = ${check.maxRelErr.toExponential(2)}`);
-  if (!(check.maxRelErr < 1e-4)) {
+  console.log(`reference check: ${check.cases} windows, max relative error onnxruntime vs TypeScript = ${check.maxRelErr.toExponential(2)} (score), ${check.maxResidErr.toExponential(2)} (resid)`);
+  if (!(check.maxRelErr < 1e-4) || !(check.maxResidErr < 1e-3)) {
     console.error('reference check FAILED (tolerance 1e-4)');
     process.exitCode = 1;
     return;
   }
-  const manifest = manifestFor(file, sha256, { cases: check.cases, maxRelErr: Number(check.maxRelErr.toExponential(2)) });
+  const manifest = manifestFor(file, sha256, { cases: check.cases, maxRelErr: Number(check.maxRelErr.toExponential(2)), maxResidErr: Number(check.maxResidErr.toExponential(2)) });
   writeFileSync(join(outDir, `${BUILTIN_NAME}.manifest.json`), `${JSON.stringify(manifest, null, 2)}\n`);
   console.log(`wrote models/${BUILTIN_NAME}.manifest.json`);
 }

@@ -99,11 +99,27 @@ export function loadScenario(path: string): Scenario {
   }
   const r = scenarioSchema.safeParse(raw ?? {});
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const key = issue ? issue.path.map(String).join('.') || '(root)' : '(root)';
+    const issue = deepestIssue(r.error.issues[0]);
+    const key = issue ? issue.path.join('.') || '(root)' : '(root)';
     throw new SimError('SIM_BAD_SCENARIO', `scenario ${path}: ${key}: ${issue?.message ?? 'invalid'}`);
   }
   return r.data;
+}
+
+type Issue = { path: PropertyKey[]; message: string; errors?: Issue[][] };
+
+/** For a union mismatch, the branch issue that got furthest names the bad key best. */
+function deepestIssue(issue: Issue | undefined, prefix: PropertyKey[] = []): { path: string[]; message: string } | undefined {
+  if (!issue) return undefined;
+  const path = [...prefix, ...issue.path];
+  let best = { path: path.map(String), message: issue.message };
+  for (const branch of issue.errors ?? []) {
+    for (const sub of branch) {
+      const d = deepestIssue(sub, path);
+      if (d && d.path.length > best.path.length) best = d;
+    }
+  }
+  return best;
 }
 
 /** Fault requests of a scenario (strings are fault specs). */

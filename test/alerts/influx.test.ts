@@ -1,5 +1,6 @@
 /** The `alerts` measurement as written through the injected writeInflux, read back from a real influxd. */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SeriesClock } from '../../gateway/src/alerts/notify.js';
 import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
 import { cond, startAlerts, T0, type Harness } from './helpers.js';
 
@@ -46,5 +47,16 @@ describeWithInfluxd('alerts measurement in InfluxDB', () => {
       threshold: 3,
       contributors: 'a std 2x baseline, b=c',
     });
+  });
+});
+
+describe('alert points never overwrite each other', () => {
+  it('moves a same-millisecond transition of one series 1 ms on, leaves other series alone', () => {
+    const c = new SeriesClock(2);
+    expect(c.next('m1|anomaly|warning', 1000)).toBe(1000);
+    expect(c.next('m1|anomaly|warning', 1000)).toBe(1001);
+    expect(c.next('m1|anomaly|warning', 999)).toBe(1002);
+    expect(c.next('m2|anomaly|warning', 1000)).toBe(1000);
+    expect(c.next('m1|anomaly|warning', 5000)).toBe(5000);
   });
 });

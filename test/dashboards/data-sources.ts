@@ -1,6 +1,6 @@
 /**
  * Where the InfluxDB data behind the dashboard query test comes from. One function per source,
- * switched in `DATA_SOURCE` below:
+ * switched in `DATA_SOURCE` below (default: the gateway; DASHBOARDS_DATA_SOURCE=synthetic for the other):
  *
  * - `synthetic`: line protocol in the gateway's schema, written straight to influxd. Fast and
  *   deterministic; checks the queries against the schema as documented.
@@ -48,29 +48,28 @@ export const synthetic: DataSource = async (influxd) => {
 };
 
 /**
- * 30 simulated minutes of three machines, published as fast as the gateway takes them; cnc-02
- * develops bearing wear from minute 12 and fails at minute 27. Detection is configured with short
- * windows and a 2-minute baseline so every anomaly/alert panel has something to show; health is
- * written every second. Then the gateway keeps running for a few health intervals so rate panels
- * (derivatives of counters) get at least two buckets.
+ * 6.5 simulated hours of three machines (continuous duty, one reading every 2 s), published as
+ * QoS 1 batches as fast as the gateway acknowledges them; cnc-02 develops bearing wear 4.5 h in and
+ * fails 2 h later. Detection learns from the first 4 h (shorter baselines miss operating points of
+ * this simulator: see test/e2e/anomaly.test.ts), health is written every second, and the gateway
+ * keeps running for a few health intervals so rate panels (derivatives of counters) get buckets.
+ * The run ends 10 minutes before now (the gateway refuses readings from the future).
  */
 export const gatewayWithSimulators: DataSource = async (influxd) => {
   const db = 'smartops_e2e';
-  const spanMs = 30 * 60_000;
-  const now = Date.now();
-  const startTs = Math.floor((now - spanMs) / 1000) * 1000;
+  const H = 3_600_000;
+  const baselineMs = 4 * H;
+  const onsetMs = baselineMs + 30 * 60_000;
+  const faultMs = 2 * H;
+  const runMs = onsetMs + faultMs;
+  const startTs = Math.floor((Date.now() - runMs - 10 * 60_000) / 1000) * 1000;
   const gw = await startTestGateway({
     sink: { type: 'influxdb-v1' },
     influx: { url: influxd.url, database: db },
     health: { intervalMs: 1000 },
-    detection: {
-      windowMs: 10_000,
-      hopMs: 10_000,
-      baseline: { durationMs: 120_000, minWindows: 10 },
-      policy: { k: 3, n: 5, clearWindows: 5 },
-    },
+    detection: { baseline: { durationMs: baselineMs }, idleCloseMs: 3000 },
   } as Parameters<typeof startTestGateway>[0]);
-  const client = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'dashboards-e2e', clean: true });
+  const client = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'dashboards-e2e', clean: true, reconnectPeriod: 0 });
   try {
     const fleet = createFleet({
       machines: [
@@ -80,11 +79,12 @@ export const gatewayWithSimulators: DataSource = async (influxd) => {
       ],
       seed: 7,
       startTs,
-      stepMs: 1000,
-      warmupMs: 0,
-      faults: [{ machine: 'cnc-02', fault: 'bearing-wear', onsetMs: 12 * 60_000, durationMs: 15 * 60_000 }],
+      stepMs: 2000,
+      utcOffsetMinutes: 0,
+      faults: [{ machine: 'cnc-02', fault: 'bearing-wear', onsetMs, durationMs: faultMs }],
     });
-    // One batch message per machine per simulated minute (60 readings), QoS 1: PUBACK means stored.
+    const failureTs = fleet.labels[0]?.failureTs ?? startTs + runMs;
+    // One batch message per machine per 400 readings, QoS 1: PUBACK means stored.
     const pending = new Map<string, { ts: number; metrics: Record<string, number> }[]>();
     const flush = async (machine: string) => {
       const readings = pending.get(machine) ?? [];
@@ -93,19 +93,19 @@ export const gatewayWithSimulators: DataSource = async (influxd) => {
       await client.publishAsync(telemetryTopic(machine), JSON.stringify({ readings }), { qos: 1 });
     };
     let count = 0;
-    for (const r of fleet.readings({ untilTs: Math.floor(now / 1000) * 1000 })) {
+    for (const r of fleet.readings({ untilTs: failureTs })) {
       const list = pending.get(r.machine) ?? [];
       list.push({ ts: r.ts, metrics: r.metrics });
       pending.set(r.machine, list);
       count++;
-      if (list.length >= 60) await flush(r.machine);
+      if (list.length >= 400) await flush(r.machine);
     }
     for (const m of pending.keys()) await flush(m);
     // Something for the rejects panel: a payload that is not JSON and one with a bad timestamp.
     await client.publishAsync(telemetryTopic('cnc-01'), 'not json', { qos: 1 });
     await client.publishAsync(telemetryTopic('cnc-01'), JSON.stringify({ ts: 'yesterday', metrics: { x: 1 } }), { qos: 1 });
 
-    const q = async (influxql: string) => (await influxd.query(influxql, db).catch(() => [])).length;
+  const q = async (influxql: string) => (await influxd.query(influxql, db).catch(() => [])).length;
     await waitFor(async () => (await q(`SELECT count(*) FROM "telemetry"`)) > 0, 60_000, 'telemetry in InfluxDB');
     await waitFor(async () => (await q(`SELECT * FROM "alerts" WHERE "machine" = 'cnc-02' LIMIT 1`)) > 0, 120_000, 'an alert for cnc-02');
     const t0 = Date.now();
@@ -136,4 +136,4 @@ export const gatewayWithSimulators: DataSource = async (influxd) => {
  * The source the query test uses. DASHBOARDS_DATA_SOURCE=synthetic|gateway overrides it for a run.
  */
 const SOURCES: Record<string, DataSource> = { synthetic, gateway: gatewayWithSimulators };
-export const DATA_SOURCE: DataSource = SOURCES[process.env.DASHBOARDS_DATA_SOURCE ?? ''] ?? synthetic;
+export const DATA_SOURCE: DataSource = SOURCES[process.env.DASHBOARDS_DATA_SOURCE ?? ''] ?? gatewayWithSimulators;

@@ -165,6 +165,43 @@ describe('Detection facade', () => {
     await det.close();
   });
 
+  it('sees a small sustained shift of one channel through the drift statistic, which the window score alone misses', async () => {
+    // Three independent channels; after the baseline, bearing_temp_c sits `shift` higher (2 sd of a
+    // 10-reading window mean): every window alone stays near its healthy score, the average does not.
+    const stream = (seed: number, shift: number) => {
+      const r = rng(seed);
+      let t = T0;
+      return (seconds: number, on: boolean): Reading[] =>
+        Array.from({ length: seconds }, () => {
+          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), bearing_temp_c: 40 + 0.1 * r.normal() + (on ? shift : 0) } };
+          t += 1000;
+          return rd;
+        });
+    };
+    const run = async (driftOn: boolean) => {
+      const { det, conds, scores } = await start(mkdtempSync(join(tmpdir(), 'detect-drift-')), { drift: { ...cfg.drift, enabled: driftOn }, policy: { ...cfg.policy, k: 6, n: 10 } });
+      const gen = stream(11, 2 * (0.1 / Math.sqrt(10)));
+      det.push(gen(1000, false));
+      await det.flush();
+      det.push(gen(1200, true));
+      await det.flush();
+      const info = det.baseline('m');
+      await det.close();
+      return { conds, scores, info };
+    };
+    const without = await run(false);
+    expect(without.info?.phase).toBe('scoring');
+    expect(without.conds.filter((c) => c.active)).toHaveLength(0);
+    const withDrift = await run(true);
+    const open = withDrift.conds.find((c) => c.active);
+    expect(open).toBeDefined();
+    const named = open?.contributors.find((c) => c.feature === 'drift');
+    expect(named?.metric).toBe('bearing_temp_c');
+    expect(named?.text).toMatch(/bearing_temp_c mean persistently higher than the other channels explain/);
+    // healthy part of the same run: nothing opened before the shift started
+    expect(open?.eventTs).toBeGreaterThan(T0 + 1000 * 1000);
+  });
+
   it('runs a bring-your-own model (fixed feature order) built on the fly', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'detect-byo-facade-'));
     const bytes = encodeModel({

@@ -76,7 +76,7 @@ describe('smartops-gateway CLI', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      await waitFor(async () => (await getJson<{ status: string }>(`http://127.0.0.1:${httpPort}/health`)).body.status === 'ok', 20000, `gateway up (${out})`);
+      await waitFor(async () => (await getJson<{ status: string }>(`http://127.0.0.1:${httpPort}/health`)).body.status === 'ok', 60000, `gateway up (${out})`);
     } finally {
       child.kill('SIGTERM');
     }

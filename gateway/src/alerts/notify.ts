@@ -21,7 +21,7 @@ export const MAX_MQTT_INFLIGHT = 1000;
  * The `alerts` measurement (see docs: InfluxDB schema). time = the transition's time, ms precision.
  * score is the peak score (what the alert is about), threshold the one it was compared with.
  */
-export function alertLine(t: AlertTransition): string {
+export function alertLine(t: AlertTransition, at: number = t.at): string {
   const a = t.alert;
   const score = a.peakScore ?? a.score;
   return formatPoint(
@@ -36,8 +36,27 @@ export function alertLine(t: AlertTransition): string {
       threshold: a.threshold ?? undefined,
       contributors: a.contributorsText,
     },
-    t.at,
+    at,
   );
+}
+
+/**
+ * InfluxDB identifies a point by series + timestamp, so two transitions of one alert in the same
+ * millisecond (an ack and a resolve from a script) would overwrite each other. Each series gets
+ * strictly increasing timestamps: a clash moves the later event 1 ms on.
+ */
+export class SeriesClock {
+  private readonly last = new Map<string, number>();
+  constructor(private readonly maxSeries = 10_000) {}
+
+  next(series: string, at: number): number {
+    const prev = this.last.get(series);
+    const ts = prev !== undefined && at <= prev ? prev + 1 : at;
+    this.last.delete(series);
+    if (this.last.size >= this.maxSeries) this.last.delete(this.last.keys().next().value as string);
+    this.last.set(series, ts);
+    return ts;
+  }
 }
 
 export interface NotifierDeps {
@@ -49,6 +68,7 @@ export interface NotifierDeps {
 }
 
 export class Notifier {
+  private readonly clock = new SeriesClock();
   private mqttInflight = 0;
   private readonly pending = new Set<Promise<void>>();
 
@@ -99,7 +119,8 @@ export class Notifier {
     const write = this.d.writeInflux;
     if (!write) return;
     try {
-      write([alertLine(t)]);
+      const a = t.alert;
+      write([alertLine(t, this.clock.next(`${a.machine}|${a.kind}|${a.severity}`, t.at))]);
       this.d.metrics.notifications.inc({ sink: 'influx', outcome: 'ok' });
     } catch (e) {
       this.d.metrics.notifications.inc({ sink: 'influx', outcome: 'error' });

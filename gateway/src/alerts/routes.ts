@@ -125,10 +125,7 @@ export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
         const where = [err.validationContext, ...(first?.instancePath ?? '').split('/').filter(Boolean)].filter(Boolean).join('.');
         return reply.code(400).send(errorBody('BAD_REQUEST', `${where || 'request'}: ${first?.message ?? 'invalid'}`));
       }
-      if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-        return reply.code(err.statusCode).send(errorBody(err.code ?? 'BAD_REQUEST', err.message));
-      }
-      throw err; // the server's error handler (logging, 500)
+      throw err; // the server's error handler: stable codes for fastify's own 4xx (413, 415...), logging for 5xx
     });
 
     app.addHook('preClose', (done) => {

@@ -23,6 +23,7 @@ import type { DeviceIdentity, MqttAcl } from '../auth/mqtt-acl.js';
 import type { Ingest } from '../ingest/ingest.js';
 import { Counter } from 'prom-client';
 import { guardPacketSize, type OversizePacket } from './frame-guard.js';
+import { LoginThrottle, DEFAULT_THROTTLE, type ThrottleOptions } from '../auth/throttle.js';
 
 export interface BrokerOptions {
   host: string;
@@ -38,7 +39,19 @@ export interface BrokerOptions {
    * PACKET_OVERHEAD_BYTES for the topic, packet id and MQTT 5 properties.
    */
   maxPacketBytes?: number;
+  /**
+   * Bytes that may wait in a client's socket buffer (deliveries it has not read yet). A client
+   * above it is disconnected (slow_consumer), so one stuck subscriber cannot grow memory.
+   */
+  maxQueuedBytesPerClient?: number;
+  /** Failed MQTT logins allowed per client address and window before it is refused unchecked. */
+  loginThrottle?: ThrottleOptions;
 }
+
+export const DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT = 4 * 1024 * 1024;
+
+type Deliver = (packet: unknown, cb: () => void) => void;
+const noop = (): void => undefined;
 
 /** Room above ingest.maxPayloadBytes for the rest of a PUBLISH packet (topic, packet id, properties). */
 export const PACKET_OVERHEAD_BYTES = 4096;
@@ -74,6 +87,12 @@ function listen(server: NetServer, port: number, host: string, what: string): Pr
   });
 }
 
+/** The peer address of a client: its TCP/TLS socket, or the HTTP request of a WebSocket. */
+function remoteAddress(client: Client): string {
+  const c = client as unknown as { conn?: { remoteAddress?: string }; req?: { socket?: { remoteAddress?: string } } };
+  return c.conn?.remoteAddress ?? c.req?.socket?.remoteAddress ?? 'unknown';
+}
+
 function closeServer(server: { close(cb: (err?: Error) => void): unknown }): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
@@ -88,7 +107,10 @@ export class Broker {
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly dropped: Counter<'reason'>;
+  private readonly drainTimedOut = new WeakSet<Client>();
+  private readonly throttle: LoginThrottle;
   readonly maxPacketBytes: number;
+  private readonly maxQueuedBytes: number;
   ports: BrokerPorts = { mqtt: 0 };
 
   private constructor(
@@ -99,13 +121,15 @@ export class Broker {
     this.aedes = aedes;
     this.rlog = new RateLimitedLog(deps.logger, 10000);
     this.maxPacketBytes = opts.maxPacketBytes ?? deps.ingest.maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+    this.maxQueuedBytes = opts.maxQueuedBytesPerClient ?? DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT;
+    this.throttle = new LoginThrottle(opts.loginThrottle ?? DEFAULT_THROTTLE);
     this.dropped = new Counter({
       name: 'smartops_mqtt_clients_dropped_total',
-      help: 'MQTT connections closed or refused by the gateway to protect others, by reason (max_connections, packet_too_large, drain_timeout)',
+      help: 'MQTT connections closed or refused by the gateway to protect others, by reason (max_connections, packet_too_large, slow_consumer, drain_timeout)',
       labelNames: ['reason'],
       registers: [deps.metrics.registry],
     });
-    for (const r of ['max_connections', 'packet_too_large', 'drain_timeout']) this.dropped.inc({ reason: r }, 0);
+    for (const r of ['max_connections', 'packet_too_large', 'slow_consumer', 'drain_timeout']) this.dropped.inc({ reason: r }, 0);
   }
 
   static async create(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
@@ -144,9 +168,22 @@ export class Broker {
     });
     this.aedes.on('clientError', (c, err) => {
       // aedes destroys a client that has not drained its socket within drainTimeout (lib/client.js).
-      if (err.message === 'drain timeout') this.dropped.inc({ reason: 'drain_timeout' });
+      // (aedes reports it once per pending write: count the client once.)
+      if (err.message === 'drain timeout' && !this.drainTimedOut.has(c)) {
+        this.drainTimedOut.add(c);
+        this.dropped.inc({ reason: 'drain_timeout' });
+      }
       this.rlog.warn(`clientError:${err.message.slice(0, 40)}`, { clientId: c.id, error: err.message }, 'mqtt client error');
     });
+    // A WebSocket message over ws' maxPayload (sized from the packet limit) is refused by ws
+    // before the packet guard sees it: count it the same way.
+    const wsTooBig = (c: Client, err: Error): void => {
+      if ((err as NodeJS.ErrnoException).code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+      this.dropped.inc({ reason: 'packet_too_large' });
+      this.deps.ingest.reject('(WebSocket message)', Buffer.alloc(0), c.id ?? null, 'payload_too_large', `WebSocket message over the ${this.maxPacketBytes}-byte MQTT packet limit; connection closed`);
+    };
+    this.aedes.on('clientError', wsTooBig);
+    this.aedes.on('connectionError', wsTooBig);
     this.aedes.on('connectionError', (_c, err) => {
       this.rlog.warn('connectionError', { error: err.message }, 'mqtt connection error before CONNECT');
     });
@@ -158,6 +195,15 @@ export class Broker {
     password: Readonly<Buffer> | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
+    const address = remoteAddress(client);
+    if (this.throttle.blocked(address)) {
+      this.deps.metrics.mqttAuthFailures.inc({ reason: 'throttled' });
+      this.rlog.warn(`throttled:${address}`, { clientId: client.id, username: username ?? null, address }, 'mqtt connection refused without a password check: too many failed logins from this address');
+      const err = new Error('not authorized: too many failed logins, retry later') as AuthenticateError;
+      err.returnCode = 5;
+      done(err, false);
+      return;
+    }
     this.deps.acl.authenticate(username, password as Buffer | undefined).then(
       (r) => {
         if (r.ok) {
@@ -165,8 +211,9 @@ export class Broker {
           done(null, true);
           return;
         }
+        this.throttle.failed(address);
         this.deps.metrics.mqttAuthFailures.inc({ reason: r.reason });
-        this.rlog.warn(`auth:${r.reason}`, { clientId: client.id, username: username ?? null, reason: r.reason }, 'mqtt connection refused');
+        this.rlog.warn(`auth:${r.reason}`, { clientId: client.id, username: username ?? null, reason: r.reason, address }, 'mqtt connection refused');
         const err = new Error(r.reason === 'anonymous_not_allowed' ? 'not authorized' : 'bad username or password') as AuthenticateError;
         // CONNACK return codes (MQTT 3.1.1 table 3.1): 4 bad user name or password, 5 not authorized.
         err.returnCode = r.reason === 'anonymous_not_allowed' ? 5 : 4;
@@ -195,7 +242,8 @@ export class Broker {
       (r) => {
         this.settle();
         if (r.status === 'unavailable') {
-          if (packet.qos === 0) this.deps.metrics.readingsDropped.inc({ reason: 'outbox_full_qos0' });
+          // QoS 1/2 publishers resend what was not acknowledged; only QoS 0 readings are lost.
+          if (packet.qos === 0) this.deps.metrics.readingsDropped.inc({ reason: 'outbox_full_qos0' }, r.count);
           return done(new Error(`not stored: ${r.detail}`));
         }
         // Accepted, or rejected and counted: acknowledge either way (an invalid message will never
@@ -237,6 +285,36 @@ export class Broker {
     );
   }
 
+  /**
+   * Decouple publishers from subscribers. aedes completes a publish only when every subscriber's
+   * socket has taken the message (lib/client.js deliver0/deliverQoS wait for 'drain'), and keeps
+   * queueing for a subscriber that does not read until drainTimeout: one stuck subscriber to `#`
+   * buffered 300 MB in 4 s in our test. Here each delivery is handed to the socket and completed
+   * at once; a subscriber whose unread backlog passes maxQueuedBytesPerClient is disconnected.
+   * (aedes' drainTimeout still applies to the writes already queued.) Must run before the client
+   * subscribes: aedes takes these functions at SUBSCRIBE time (lib/handlers/subscribe.js).
+   */
+  private guardSlowConsumer(client: Client, stream: Duplex): void {
+    const c = client as unknown as { id: string | null; deliver0: Deliver; deliverQoS: Deliver };
+    const wrap = (orig: Deliver): Deliver => (packet, cb) => {
+      if (stream.destroyed) return void setImmediate(cb);
+      if (stream.writableLength > this.maxQueuedBytes) {
+        this.dropped.inc({ reason: 'slow_consumer' });
+        this.rlog.warn(
+          'slow_consumer',
+          { clientId: c.id, queuedBytes: stream.writableLength, limit: this.maxQueuedBytes },
+          'mqtt client disconnected: it does not read what it subscribed to (mqtt.maxQueuedBytesPerClient)',
+        );
+        stream.destroy(new Error(`slow consumer: more than ${this.maxQueuedBytes} bytes unread`));
+        return void setImmediate(cb);
+      }
+      orig.call(client, packet, noop);
+      setImmediate(cb);
+    };
+    c.deliver0 = wrap(c.deliver0);
+    c.deliverQoS = wrap(c.deliverQoS);
+  }
+
   private onMaxConnections(listener: string): void {
     this.dropped.inc({ reason: 'max_connections' });
     this.rlog.warn(`maxconn:${listener}`, { listener, maxConnections: this.opts.maxConnections }, 'mqtt connection refused: mqtt.maxConnections reached');
@@ -254,7 +332,8 @@ export class Broker {
     const o = this.opts;
     const handle = (stream: Duplex, req?: unknown): void => {
       guardPacketSize(stream, this.maxPacketBytes, (p) => this.onOversize(stream, p));
-      this.aedes.handle(stream as never, req as never);
+      const client = this.aedes.handle(stream as never, req as never) as unknown as Client;
+      this.guardSlowConsumer(client, stream);
     };
     const tcp = createNetServer((socket) => handle(socket));
     // net.Server closes connections above maxConnections at once and emits 'drop' for each.

@@ -49,7 +49,7 @@ export const httpTokenSchema = z.strictObject({
     .string()
     .regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>, as printed by `smartops-gateway token add`')
     .describe('SHA-256 of the bearer token, as printed by `smartops-gateway token add`.'),
-  scopes: z.array(z.enum(['read', 'ack', 'admin'])).min(1).describe('What the token may do: read, ack (acknowledge/resolve alerts), admin (everything).'),
+  scopes: z.array(z.enum(['read', 'ack', 'admin'])).min(1).describe('What the token may do: read (GET the API), ack (read, plus acknowledge/resolve alerts), admin (everything, including routes that declare no scope).'),
 });
 
 export const coreConfigShape = {
@@ -112,6 +112,12 @@ export const coreConfigShape = {
         .min(1)
         .default(1000)
         .describe('Maximum QoS 2 messages a client may have awaiting PUBREL.'),
+      maxQueuedBytesPerClient: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .default(4 * 1024 * 1024)
+        .describe('Messages waiting to be sent to one subscriber, bytes. A client that stops reading is disconnected when it has more waiting, so it cannot grow the gateway\'s memory or hold up publishers.'),
     })
     .prefault({})
     .describe('Embedded MQTT broker (aedes).'),

@@ -350,13 +350,19 @@ export function blockFolds(n: number, k: number, block: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.floor(i / Math.max(1, block)) % Math.max(2, k));
 }
 
-/** Float64 reference of the built-in scorer graph (mirrors models/src/graph.ts node for node). */
-export function referenceScore(x: Float64Array, p: ModelParams, zClip: number): { score: number; contrib: Float64Array; mode: number } {
+/**
+ * Float64 reference of the built-in scorer graph (mirrors models/src/graph.ts node for node).
+ * `resid` is the selected mode's conditional residual of every feature given the others, in conditional
+ * standard deviations: (P z)_i / sqrt(P_ii) with P the undivided precision, i.e.
+ * sqrt(F) (P' z)_i / sqrt(P'_ii) for the stored P' = P / F; 0 for a missing feature.
+ */
+export function referenceScore(x: Float64Array, p: ModelParams, zClip: number): { score: number; contrib: Float64Array; mode: number; resid: Float64Array } {
   const f = p.featureKeys.length;
-  let best = { score: Infinity, contrib: new Float64Array(f), mode: 0 };
+  let best = { score: Infinity, contrib: new Float64Array(f), mode: 0, resid: new Float64Array(f) };
   p.modes.forEach((m, mi) => {
     const z = standardizeWith(x, m.center, m.scale, zClip);
     const contrib = new Float64Array(f);
+    const resid = new Float64Array(f);
     let score = 0;
     for (let i = 0; i < f; i++) {
       let pz = 0;
@@ -364,8 +370,10 @@ export function referenceScore(x: Float64Array, p: ModelParams, zClip: number): 
       const c = (z[i] as number) * pz;
       contrib[i] = c;
       score += c;
+      const d = m.precision[i * f + i] as number;
+      resid[i] = Number.isNaN(x[i] as number) ? 0 : (Math.sqrt(f) * pz) / Math.sqrt(Math.max(d, 1e-30));
     }
-    if (score < best.score) best = { score, contrib, mode: mi };
+    if (score < best.score) best = { score, contrib, mode: mi, resid };
   });
   return best;
 }

@@ -1,9 +1,12 @@
-/** Configuration of the detection module, mounted at `detection` in the gateway config. */
+/**
+ * Configuration of the detection module, mounted at `detection` in the gateway config.
+ * Every object is strict (an unknown key fails at start-up with its path, like the rest of the config).
+ */
 import { z } from 'zod';
 import { FEATURE_NAMES } from './features.js';
 
 export const detectionConfigSchema = z
-  .object({
+  .strictObject({
     enabled: z.boolean().default(true).describe('Score machines for anomalies. When false, readings are not windowed and no anomaly alerts are raised.'),
     windowMs: z
       .number().int().min(1000).max(3_600_000).default(60_000)
@@ -21,7 +24,7 @@ export const detectionConfigSchema = z
       .number().int().min(1000).default(120_000)
       .describe('When a machine has sent nothing for this long (gateway clock, ms), its open windows are closed and scored with what they have.'),
     baseline: z
-      .object({
+      .strictObject({
         durationMs: z
           .number().int().min(60_000).default(24 * 3_600_000)
           .describe('Event time (ms) of a machine\'s own first windows used to learn its normal behaviour. Include every operating mode you want treated as normal (running, idle, breaks); re-learn with POST /api/v1/machines/:id/baseline/reset.'),
@@ -29,8 +32,8 @@ export const detectionConfigSchema = z
           .number().int().min(10).default(60)
           .describe('The baseline also needs at least this many scored windows before it is fitted.'),
         features: z
-          .array(z.enum(FEATURE_NAMES)).min(1).default(['mean', 'std', 'presence'])
-          .describe('Per-metric window features the built-in model uses (a bring-your-own model with a fixed feature order ignores this). Available: mean, std, min, max, rms, slope, kurtosis, crest, presence.'),
+          .array(z.enum(FEATURE_NAMES)).min(1).default(['mean', 'logstd', 'presence'])
+          .describe('Per-metric window features the built-in model uses (a bring-your-own model with a fixed feature order ignores this). Available: mean, std, logstd, min, max, rms, slope, kurtosis, crest, presence.'),
         maxFeatures: z
           .number().int().min(1).max(1024).default(192)
           .describe('Cap on model features per machine (metrics x features); metrics beyond it (in name order) are not modelled.'),
@@ -50,7 +53,7 @@ export const detectionConfigSchema = z
       .prefault({})
       .describe('Per-machine baseline learning.'),
     threshold: z
-      .object({
+      .strictObject({
         quantile: z.number().min(0.5).max(1).default(0.995).describe('Quantile of the machine\'s out-of-sample baseline scores the threshold starts from.'),
         margin: z.number().min(1).default(1.0).describe('Threshold = quantile x margin.'),
         minThreshold: z.number().min(0).default(2).describe('Lowest threshold any machine gets (a healthy score is about 1).'),
@@ -59,7 +62,7 @@ export const detectionConfigSchema = z
       .prefault({})
       .describe('Per-machine alert threshold, calibrated from the machine\'s own baseline.'),
     policy: z
-      .object({
+      .strictObject({
         k: z.number().int().min(1).default(6).describe('An anomaly opens when at least k of the last n windows score above the threshold.'),
         n: z.number().int().min(1).default(10).describe('Size of the k-of-n window history.'),
         clearRatio: z.number().min(0).max(1).default(0.8).describe('Hysteresis: a window counts towards clearing only when its score is below threshold x clearRatio.'),
@@ -69,8 +72,25 @@ export const detectionConfigSchema = z
       })
       .prefault({})
       .describe('When scores become an anomaly condition, and when it clears.'),
+    drift: z
+      .strictObject({
+        enabled: z
+          .boolean().default(true)
+          .describe('Also watch each feature for a small sustained shift (an average over windows of how far it is from what the machine\'s other channels predict): slow wear, a drifting sensor, repeated spikes. Needs a model with a `resid` output (the built-in one has it).'),
+        timeConstantMs: z
+          .number().int().min(60_000).max(7 * 24 * 3_600_000).default(30 * 60_000)
+          .describe('Time constant (ms) of the moving average (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it). Longer = smaller shifts are seen, later.'),
+        limit: z
+          .number().min(1).default(8)
+          .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),
+        clip: z
+          .number().min(0.5).default(3)
+          .describe('Each window\'s residual enters the average clipped to +-clip sd, so one odd window (a start-up) moves it little.'),
+      })
+      .prefault({})
+      .describe('Drift statistic beside the window score: per feature, a moving average of the model\'s residual, calibrated on the machine\'s own baseline.'),
     model: z
-      .object({
+      .strictObject({
         manifest: z.string().default('').describe('Path of a model manifest JSON (see models/README.md, "Bring your own model"). Empty = the built-in mahalanobis-v1.'),
         batchIntervalMs: z.number().int().min(10).max(60_000).default(500).describe('Closed windows are collected and scored together every batchIntervalMs (one onnxruntime run for all machines).'),
         maxBatchFloats: z.number().int().min(10_000).default(4_000_000).describe('Largest input (in floats) of one onnxruntime run; bigger batches are split.'),
@@ -82,6 +102,7 @@ export const detectionConfigSchema = z
     historyDays: z.number().min(0).default(7).describe('Days of window scores kept for GET /api/v1/machines/:id/anomaly (0 = keep none).'),
     maxMachines: z.number().int().min(1).default(5000).describe('Most machines detection tracks; readings of further machines are counted and not scored.'),
   })
+  .prefault({})
   .describe('Anomaly detection: event-time windows, per-machine baselines, ONNX scoring, k-of-n alerting.');
 
 export type DetectionConfig = z.infer<typeof detectionConfigSchema>;

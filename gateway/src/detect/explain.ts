@@ -39,7 +39,7 @@ export function explain(x: Float64Array, p: ModelParams, contrib: Float64Array |
     const value = x[i] as number;
     const base = center[i] as number;
     const zi = z[i] as number;
-    if (Math.abs(zi) < 3 && mode && contrib) {
+    if (Math.abs(zi) < 2 && mode && contrib) {
       // Large share without a large deviation of its own: the relationship with other channels broke.
       let partner = -1;
       let best = 0;
@@ -63,7 +63,21 @@ export function explain(x: Float64Array, p: ModelParams, contrib: Float64Array |
       });
       continue;
     }
-    if (feature === 'presence') {
+    if (feature === 'logstd' || (feature === 'std' && value === 0)) {
+      // Reported as the std itself: ratio of fluctuation to the baseline's.
+      const v = feature === 'logstd' ? Math.exp(value) : value;
+      const b = feature === 'logstd' ? Math.exp(base) : base;
+      const ratio = b > 0 ? v / b : 0;
+      const frozen = ratio < 0.05;
+      out.push({
+        metric,
+        feature: 'std',
+        value: v,
+        baseline: b,
+        ratio: Number(ratio.toFixed(2)),
+        text: frozen ? `${metric} frozen: no variation (normally std ${fmt(b)})` : `${metric} std ${fmt(ratio)}x baseline`,
+      });
+    } else if (feature === 'presence') {
       out.push({ metric, feature, value, baseline: base, ratio: Number(zi.toFixed(2)), text: `${metric} missing from ${Math.round((1 - value) * 100)}% of readings (normally ${Math.round((1 - base) * 100)}%)` });
     } else if (RATIO_FEATURES.has(feature) && base > 0) {
       const ratio = value / base;
@@ -81,4 +95,28 @@ export function explain(x: Float64Array, p: ModelParams, contrib: Float64Array |
     }
   }
   return out;
+}
+
+/**
+ * Contributor for a sustained drift of one feature: its moving-average residual `ewma` (conditional sd:
+ * beyond what the machine's other channels explain) is `value` times its baseline spread.
+ */
+export function driftContributor(p: ModelParams, feature: number, ewma: number, value: number, x: Float64Array, timeConstantMs: number): Contributor | undefined {
+  const parsed = parseFeatureKey(p.featureKeys[feature] ?? '');
+  if (!parsed) return undefined;
+  const { metric, feature: f } = parsed;
+  const what = f === 'logstd' ? 'fluctuation' : f === 'presence' ? 'presence' : f;
+  const dir = ewma >= 0 ? 'higher' : 'lower';
+  const mins = Math.round(timeConstantMs / 60_000);
+  const raw = x[feature] as number;
+  const v = f === 'logstd' ? Math.exp(raw) : raw;
+  const base = f === 'logstd' ? Math.exp(p.center[feature] as number) : (p.center[feature] as number);
+  return {
+    metric,
+    feature: 'drift',
+    value: Number.isFinite(v) ? v : base,
+    baseline: base,
+    ratio: Number(value.toFixed(2)),
+    text: `${metric} ${what} persistently ${dir} than the other channels explain (${fmt(Math.abs(ewma))} sd on average over ~${mins} min, ${fmt(value)}x its normal spread)`,
+  };
 }

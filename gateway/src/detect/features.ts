@@ -8,7 +8,7 @@
  */
 
 /** Features computed for every metric of every window. */
-export const FEATURE_NAMES = ['mean', 'std', 'min', 'max', 'rms', 'slope', 'kurtosis', 'crest', 'presence'] as const;
+export const FEATURE_NAMES = ['mean', 'std', 'min', 'max', 'rms', 'slope', 'kurtosis', 'crest', 'presence', 'logstd'] as const;
 export type FeatureName = (typeof FEATURE_NAMES)[number];
 
 export type FeatureValues = Record<FeatureName, number>;
@@ -50,13 +50,15 @@ export class MetricAccumulator {
    * kurtosis is excess kurtosis (0 for a normal distribution, 0 when the window is constant);
    * slope is units per second (least squares, 0 with fewer than two distinct times);
    * crest is max|x| / rms (0 when rms is 0); presence is the share of the window's readings that
-   * carried this metric (a channel dropping out shows here before it disappears).
+   * carried this metric (a channel dropping out shows here before it disappears); logstd is
+   * ln(std + 0.001 |mean| + 1e-9): fluctuation on a ratio scale, so "4x the usual" and "frozen"
+   * (std 0) are both far from normal, whatever the channel's units.
    */
   values(windowCount: number): FeatureValues {
     const n = this.n;
     const presence = windowCount > 0 ? n / windowCount : 0;
     if (n === 0) {
-      return { mean: 0, std: 0, min: 0, max: 0, rms: 0, slope: 0, kurtosis: 0, crest: 0, presence };
+      return { mean: 0, std: 0, min: 0, max: 0, rms: 0, slope: 0, kurtosis: 0, crest: 0, presence, logstd: Math.log(1e-9) };
     }
     const m1 = this.s1 / n;
     const e2 = this.s2 / n;
@@ -78,7 +80,8 @@ export class MetricAccumulator {
     const crest = rms > 0 ? peak / rms : 0;
     const den = n * this.stt - this.st * this.st;
     const slope = den > 1e-12 * Math.max(1, n * this.stt) ? (n * this.sty - this.st * this.s1) / den : 0;
-    return { mean, std, min: this.min, max: this.max, rms, slope, kurtosis, crest, presence };
+    const logstd = Math.log(std + 1e-3 * Math.abs(mean) + 1e-9);
+    return { mean, std, min: this.min, max: this.max, rms, slope, kurtosis, crest, presence, logstd };
   }
 }
 

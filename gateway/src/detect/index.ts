@@ -16,8 +16,9 @@ import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type FeatureRow, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
+import { calibrateDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
-import { explain } from './explain.js';
+import { driftContributor, explain } from './explain.js';
 import { quantile } from './linalg.js';
 import { builtinManifestPath, ScoringModel, type ModelManifest, type ScoreRequest } from './model.js';
 import { calibrateThreshold, initialPolicyState, stepPolicy, type PolicyState } from './policy.js';
@@ -117,6 +118,8 @@ interface MachineState {
   lastWindowEnd: number | null;
   lastScore: number | null;
   seenMetrics: Set<string>;
+  /** EWMA of the model's residuals (drift.ts); in memory only: it restarts from 0 after a restart. */
+  drift: DriftState | null;
 }
 
 interface Pending {
@@ -196,6 +199,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         lastWindowEnd: null,
         lastScore: null,
         seenMetrics: new Set(),
+        drift: null,
       };
       this.machinesById.set(machine, st);
     }
@@ -342,9 +346,28 @@ class DetectionImpl extends EventEmitter implements Detection {
         const b = t.st.baseline;
         if (!r || !b) return;
         this.m.windows.inc({ result: 'scored' });
-        const score = Number.isFinite(r.score) ? r.score : Number.MAX_VALUE;
+        const windowScore = Number.isFinite(r.score) ? r.score : Number.MAX_VALUE;
+        // Drift: the machine's per-feature EWMA of the model's residuals, in units of its baseline spread.
+        // It enters the reported score scaled so that drift = limit lands on the threshold: one score, one
+        // threshold and one k-of-n rule for both statistics.
+        let drift: ReturnType<typeof driftValue> | null = null;
+        const dc = b.drift;
+        if (this.cfg.drift.enabled && dc && r.resid && dc.sigma.length === r.resid.length) {
+          if (!t.st.drift || t.st.drift.e.length !== dc.sigma.length) t.st.drift = initialDriftState(dc.sigma.length);
+          updateDrift(t.st.drift, r.resid, dc.lambda, dc.clip);
+          drift = driftValue(t.st.drift, dc.sigma);
+        }
+        const driftScore = drift ? (b.threshold * drift.value) / this.cfg.drift.limit : 0;
+        const score = Math.max(windowScore, driftScore);
         const above = score > b.threshold;
-        const contributors = above || t.st.policy.open ? explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k) : [];
+        let contributors: Contributor[] = [];
+        if (above || t.st.policy.open) {
+          contributors = explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k);
+          if (drift && drift.feature >= 0 && drift.value > this.cfg.drift.limit) {
+            const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, this.driftTimeConstantMs());
+            if (dcontrib) contributors = (driftScore >= windowScore ? [dcontrib, ...contributors] : [...contributors.slice(0, k - 1), dcontrib]).slice(0, k);
+          }
+        }
         t.st.lastScore = score;
         this.emitScore({
           machine: t.st.id,
@@ -369,6 +392,14 @@ class DetectionImpl extends EventEmitter implements Detection {
     return last.end - first.start >= this.cfg.baseline.durationMs && st.learnRows.length >= this.cfg.baseline.minWindows;
   }
 
+  /**
+   * The average cannot be longer than the baseline can calibrate: at most an eighth of the baseline, so
+   * its spread is measured over several independent stretches of the baseline.
+   */
+  private driftTimeConstantMs(): number {
+    return Math.min(this.cfg.drift.timeConstantMs, this.cfg.baseline.durationMs / 8);
+  }
+
   private fitOptions() {
     const b = this.cfg.baseline;
     return { minShrinkage: b.minShrinkage, scaleFloorRel: b.scaleFloorRel, scaleFloorAbs: 1e-9, maxModes: b.maxModes, minModeWindows: b.minModeWindows };
@@ -387,17 +418,34 @@ class DetectionImpl extends EventEmitter implements Detection {
       const block = 2 * Math.ceil(this.cfg.windowMs / this.cfg.hopMs);
       const folds = blockFolds(vectors.length, this.cfg.threshold.folds, block);
       const reqs: ScoreRequest[] = [];
+      const at: number[] = [];
       for (let f = 0; f < this.cfg.threshold.folds; f++) {
         const train = vectors.filter((_, i) => folds[i] !== f);
-        const test = vectors.filter((_, i) => folds[i] === f);
-        if (test.length === 0 || train.length < 2) continue;
+        const testIdx = vectors.map((_, i) => i).filter((i) => folds[i] === f);
+        if (testIdx.length === 0 || train.length < 2) continue;
         const p = fitParams(train, keys, opts);
-        for (const x of test) reqs.push({ x, params: p });
+        for (const i of testIdx) {
+          reqs.push({ x: vectors[i] as Float64Array, params: p });
+          at.push(i);
+        }
       }
       const res = await this.model.score(reqs);
       const scores = res.map((r) => r.score).filter((s) => Number.isFinite(s));
       const t = this.cfg.threshold;
       const { threshold, qValue } = calibrateThreshold(scores, t);
+      // Drift spread: the same EWMA run over the out-of-sample residuals in time order.
+      let drift: FittedBaseline['drift'];
+      if (this.cfg.drift.enabled && this.model.hasResiduals) {
+        const series: Array<Float64Array | undefined> = new Array(vectors.length);
+        res.forEach((r, j) => {
+          if (r.resid) series[at[j] as number] = r.resid;
+        });
+        const ordered = series.filter((x): x is Float64Array => x !== undefined);
+        if (ordered.length > 0) {
+          const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());
+          drift = calibrateDrift(ordered, keys.length, lambda, this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
+        }
+      }
       const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
       const first = st.learnRows[0] as { start: number };
       const last = st.learnRows[st.learnRows.length - 1] as { end: number };
@@ -413,6 +461,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         to: last.end,
         fittedAt: this.now(),
         metrics,
+        ...(drift ? { drift } : {}),
       };
       this.store.transaction(() => {
         this.store.putBaseline(b);
@@ -422,6 +471,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       st.phase = 'scoring';
       st.learnRows = [];
       st.seenMetrics = new Set();
+      st.drift = null;
       this.m.baselinesFitted.inc();
       this.deps.logger.info(
         { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
@@ -547,6 +597,7 @@ class DetectionImpl extends EventEmitter implements Detection {
     st.learnRows = [];
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
+    st.drift = null;
     this.m.resets.inc();
     if (wasOpen) {
       this.m.conditions.inc({ event: 'clear' });

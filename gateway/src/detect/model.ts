@@ -11,7 +11,9 @@
  *     divided by F); machines with fewer modes are padded by repeating mode 0.
  * - Output `score` float32 [N] (or [N,1]): higher = more abnormal. Optional `contrib` float32 [N,F]:
  *   per-feature share of the score, used to explain an alert. Optional `mode` float32 [N]: index of
- *   the operating mode the window was compared with.
+ *   the operating mode the window was compared with. Optional `resid` float32 [N,F]: each feature's
+ *   residual in standard deviations (about N(0,1) when healthy), averaged over windows by the drift
+ *   statistic; without it the drift statistic is off.
  * - layout `per-machine`: F is each machine's own feature list (metrics x manifest.featureSet), padded
  *   to the batch's largest F, so F must be a symbolic dimension. layout `fixed`: F is
  *   manifest.featureOrder; a machine lacking some of these features gets them at the center (mask 0).
@@ -94,6 +96,11 @@ export interface ScoreResult {
   contrib: Float64Array | null;
   /** Operating mode compared with, when the model outputs one. */
   mode: number | null;
+  /**
+   * Per-feature conditional residual in standard deviations (about N(0,1) when healthy), when the model
+   * outputs `resid`; the input of the drift statistic (drift.ts). 0 for a missing feature.
+   */
+  resid: Float64Array | null;
 }
 
 export interface ModelStats {
@@ -107,6 +114,7 @@ export class ScoringModel {
   readonly stats: ModelStats = { runs: 0, windowsScored: 0, lastRunMs: 0, totalRunMs: 0 };
   private readonly hasContrib: boolean;
   private readonly hasMode: boolean;
+  private readonly hasResid: boolean;
   private readonly inputNames: InputSource[];
 
   private constructor(
@@ -118,6 +126,7 @@ export class ScoringModel {
   ) {
     this.hasContrib = session.outputNames.includes('contrib');
     this.hasMode = session.outputNames.includes('mode');
+    this.hasResid = session.outputNames.includes('resid');
     this.inputNames = manifest.inputs.map((i) => i.name);
   }
 
@@ -146,6 +155,11 @@ export class ScoringModel {
       throw e;
     }
     return new ScoringModel(manifest, manifestPath, modelPath, session, opts.maxBatchFloats ?? 4_000_000);
+  }
+
+  /** The model outputs per-feature residuals, so the drift statistic can run. */
+  get hasResiduals(): boolean {
+    return this.hasResid;
   }
 
   get zClip(): number {
@@ -238,6 +252,7 @@ export class ScoringModel {
     const scores = res.score?.data as Float32Array;
     const contrib = this.hasContrib ? (res.contrib?.data as Float32Array | undefined) : undefined;
     const modes = this.hasMode ? (res.mode?.data as Float32Array | undefined) : undefined;
+    const resid = this.hasResid ? (res.resid?.data as Float32Array | undefined) : undefined;
     return reqs.map((r, row) => {
       const fr = r.params.featureKeys.length;
       let c: Float64Array | null = null;
@@ -245,9 +260,17 @@ export class ScoringModel {
         c = new Float64Array(fr);
         for (let j = 0; j < fr; j++) c[j] = contrib[row * f + j] as number;
       }
+      let rr: Float64Array | null = null;
+      if (resid) {
+        rr = new Float64Array(fr);
+        for (let j = 0; j < fr; j++) {
+          const v = resid[row * f + j] as number;
+          rr[j] = Number.isFinite(v) ? v : 0;
+        }
+      }
       // Padded modes repeat mode 0, so an index beyond the machine's modes means mode 0.
       const mode = modes ? (modes[row] as number) : null;
-      return { score: scores[row] as number, contrib: c, mode: mode !== null && mode >= r.params.modes.length ? 0 : mode };
+      return { score: scores[row] as number, contrib: c, mode: mode !== null && mode >= r.params.modes.length ? 0 : mode, resid: rr };
     });
   }
 
@@ -348,6 +371,10 @@ export function checkContract(m: ModelManifest, session: Pick<ort.InferenceSessi
   const contrib = session.outputMetadata.find((o) => o.name === 'contrib');
   if (contrib && (!contrib.isTensor || contrib.type !== 'float32' || contrib.shape.length !== 2)) {
     throw new DetectError('DETECT_MODEL_OUTPUT_MISMATCH', `model output "contrib" must be float32 [N,F]`);
+  }
+  const resid = session.outputMetadata.find((o) => o.name === 'resid');
+  if (resid && (!resid.isTensor || resid.type !== 'float32' || resid.shape.length !== 2)) {
+    throw new DetectError('DETECT_MODEL_OUTPUT_MISMATCH', `model output "resid" must be float32 [N,F]`);
   }
   const mode = session.outputMetadata.find((o) => o.name === 'mode');
   if (mode && (!mode.isTensor || mode.type !== 'float32' || mode.shape.length !== 1)) {

@@ -28,6 +28,8 @@ export const fittedBaselineSchema = z.object({
   to: z.number(),
   fittedAt: z.number(),
   metrics: z.array(z.string()),
+  /** Absent in baselines fitted before the drift statistic existed (drift then stays off for that machine). */
+  drift: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
 });
 export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
 

@@ -12,9 +12,13 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { matchToken } from '../auth/passwords.js';
 import type { CoreMetrics } from '../obs/metrics.js';
-import { sendError } from './errors.js';
+import { STATUS_CODES } from 'node:http';
+import { sendError, type ApiErrorBody } from './errors.js';
 
 export type Scope = 'read' | 'ack' | 'admin';
+
+/** Scopes nest: admin can do everything ack can, ack everything read can (an HMI that acknowledges alerts must see them). */
+const SCOPE_RANK: Record<Scope, number> = { read: 1, ack: 2, admin: 3 };
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -42,6 +46,38 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     requestTimeout: config.requestTimeoutMs,
     // Bounded query strings: a fuzzer (or a typo) cannot make the parser work on megabytes.
     routerOptions: { maxParamLength: 200 },
+    // Requests node's HTTP parser refuses (bad bytes in the request line, oversized headers, a
+    // timeout) never reach fastify: answer them in the same JSON envelope, then close.
+    clientErrorHandler: (err, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      // A response to HEAD carries no body (RFC 9110 section 9.3.2), even an error. (node passes
+      // the unparsed bytes as a Buffer, whatever fastify's type says.)
+      const raw: unknown = err.rawPacket;
+      const head = Buffer.isBuffer(raw) && raw.subarray(0, 5).toString('latin1') === 'HEAD ';
+      const [status, code, message] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'REQUEST_TIMEOUT', `request not complete within http.requestTimeoutMs`]
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, 'HEADERS_TOO_LARGE', 'request headers are too large']
+            : [400, 'BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'}): check the URL and headers for characters that must be percent-encoded`];
+      const body = JSON.stringify({ error: { code, message } } satisfies ApiErrorBody);
+      // As node's own default (lib/_http_server.js socketOnError): write only when no response
+      // is already on the wire; e.g. the unread rest of a body refused with 413 parses as garbage.
+      const inFlight = (socket as typeof socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+      if (socket.writable && !socket.writableEnded && !inFlight?.headersSent) {
+        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`);
+      }
+      socket.destroy(err);
+    },
+    // Errors the router raises before any route runs (undecodable URL, over-long path parameter)
+    // bypass setErrorHandler; without this they would answer in fastify's own envelope.
+    frameworkErrors: (err, req, reply) => {
+      const path = (req.raw.url ?? '').split('?')[0]?.slice(0, 100) ?? '';
+      if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendError(reply, 414, 'URI_TOO_LONG', `a path parameter in ${path} is longer than 200 characters`);
+      if (err.code === 'FST_ERR_BAD_URL') return sendError(reply, 400, 'BAD_URL', `${path} is not a valid URL (bad percent-encoding?)`);
+      req.log.error({ err }, 'request failed in the router');
+      return sendError(reply, 500, 'INTERNAL', 'internal error (see gateway log)');
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -112,13 +148,22 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
         deps.metrics.httpAuthFailures.inc({ reason: 'bad_token' });
         return sendError(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'UNAUTHORIZED', 'invalid bearer token');
       }
-      if (!tok.scopes.includes(need) && !tok.scopes.includes('admin')) {
+      if (!tok.scopes.some((have) => SCOPE_RANK[have] >= SCOPE_RANK[need])) {
         deps.metrics.httpAuthFailures.inc({ reason: 'missing_scope' });
         return sendError(reply, 403, 'FORBIDDEN', `token "${tok.name}" lacks the "${need}" scope`);
       }
       return undefined;
     });
   }
+
+  // fastify answers HEAD by running the GET handler; a server-sent-events handler never ends, so
+  // HEAD would hang and hold a stream slot. Answer it from the route's declared content type.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'HEAD') return undefined;
+    const ok = (req.routeOptions.schema?.response as Record<string, { content?: Record<string, unknown> } | undefined> | undefined)?.[200];
+    if (!ok?.content?.['text/event-stream']) return undefined;
+    return reply.code(200).header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache').send();
+  });
 
   for (const r of deps.routes) await app.register(r);
   return app as unknown as FastifyInstance;

@@ -19,7 +19,7 @@ export type IngestResult =
   | { status: 'accepted'; count: number }
   | { status: 'rejected'; reason: RejectReason; detail: string }
   /** Outbox full or closing: the publisher must not get an ack; the broker disconnects it. */
-  | { status: 'unavailable'; detail: string };
+  | { status: 'unavailable'; detail: string; count: number };
 
 export interface IngestDeps {
   limits: ContractLimits;
@@ -81,9 +81,8 @@ export class Ingest {
       const err = e as GatewayError;
       const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
       d.metrics.messagesRejected.inc({ reason });
-      d.metrics.readingsDropped.inc({ reason }, parsed.readings.length);
       this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
-      return { status: 'unavailable', detail: err.message };
+      return { status: 'unavailable', detail: err.message, count: parsed.readings.length };
     }
     d.metrics.readingsAccepted.inc(parsed.readings.length);
     let fromArrival = 0;

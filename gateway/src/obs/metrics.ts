@@ -61,5 +61,6 @@ export function createCoreMetrics(registry: Registry): CoreMetrics {
   };
   // Make every reason visible at 0 so dashboards and alerts on rates work from the start.
   for (const r of REJECT_REASONS) m.messagesRejected.inc({ reason: r }, 0);
+  for (const r of ['outbox_full_drop_oldest', 'quarantine_overflow', 'outbox_full_qos0']) m.readingsDropped.inc({ reason: r }, 0);
   return m;
 }

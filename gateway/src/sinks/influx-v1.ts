@@ -33,18 +33,29 @@ export class InfluxV1Sink implements Sink {
     return h;
   }
 
+  /**
+   * Starts creating the database in the background: an InfluxDB that is down or hangs must not
+   * delay the gateway's start (readings are accepted into the outbox meanwhile). Each write
+   * creates it first until that has succeeded.
+   */
   async init(): Promise<void> {
-    await this.ensureDatabase().catch(() => undefined);
+    this.ensureDatabase().catch(() => undefined);
   }
 
-  private async ensureDatabase(): Promise<void> {
+  private signal(signal?: AbortSignal): AbortSignal {
+    const t = AbortSignal.timeout(this.opts.timeoutMs);
+    return signal ? AbortSignal.any([signal, t]) : t;
+  }
+
+  private async ensureDatabase(signal?: AbortSignal): Promise<void> {
     if (this.dbReady || !this.opts.createDatabase) return;
     const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/query`, {
       method: 'POST',
       headers: { ...this.headers(), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ q: `CREATE DATABASE "${this.opts.database.replace(/["\\]/g, (c) => `\\${c}`)}"` }),
-      signal: AbortSignal.timeout(this.opts.timeoutMs),
+      signal: this.signal(signal),
     });
+    await res.arrayBuffer().catch(() => undefined);
     if (res.ok) this.dbReady = true;
   }
 
@@ -57,14 +68,18 @@ export class InfluxV1Sink implements Sink {
     const params = new URLSearchParams({ db: this.opts.database, precision: 'ms' });
     if (this.opts.retentionPolicy) params.set('rp', this.opts.retentionPolicy);
     try {
-      if (!this.dbReady) await this.ensureDatabase();
+      // A user without admin rights cannot create it; the write below still works if it exists.
+      if (!this.dbReady) await this.ensureDatabase(signal).catch((e: unknown) => {
+        if (signal?.aborted) throw e;
+      });
       const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`, {
         method: 'POST',
         headers: this.headers(),
         body: lines.join('\n'),
-        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.opts.timeoutMs)]) : AbortSignal.timeout(this.opts.timeoutMs),
+        signal: this.signal(signal),
       });
       const body = res.status === 204 ? '' : await res.text();
+      if (res.ok) this.dbReady = true;
       // 404 "database not found" after the database was dropped: create it and retry.
       if (res.status === 404) this.dbReady = false;
       return outcomeForStatus(res.status, body, res.headers.get('retry-after'));

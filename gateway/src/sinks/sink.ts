@@ -37,6 +37,8 @@ export function parseRetryAfter(v: string | null | undefined, now = Date.now()):
   if (!v) return undefined;
   const t = v.trim();
   if (/^\d+$/.test(t)) return Number(t) * 1000;
+  // HTTP-date forms all start with a day name; V8's Date.parse would also take "-5" or "1.5".
+  if (!/^[A-Za-z]{3}/.test(t)) return undefined;
   const d = Date.parse(t);
   return Number.isFinite(d) ? Math.max(0, d - now) : undefined;
 }

@@ -7,6 +7,8 @@
  * (fails) about 12 minutes in.
  */
 import { Command } from 'commander';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { deepMerge, validateConfig, type PlainObject } from '../../../gateway/src/config/load.js';
 import { startGateway } from '../../../gateway/src/main.js';
 import { formatDuration } from '../duration.js';
@@ -20,12 +22,28 @@ interface DemoOpts {
   machines: string;
   seed: string;
   baseline: string;
+  keepData?: boolean;
+}
+
+/**
+ * Each demo starts from a clean slate (baselines, alerts, readings), so a second run shows the same
+ * story. Only a directory the demo made itself (marker file) is ever wiped.
+ */
+function prepareDataDir(dir: string, keep: boolean): void {
+  const marker = join(dir, '.smartops-demo');
+  if (existsSync(dir) && !keep) {
+    if (existsSync(marker)) rmSync(dir, { recursive: true, force: true });
+    else if (readdirSync(dir).length > 0) throw new Error(`--data-dir ${dir} is not empty and was not made by the demo; choose another directory or pass --keep-data`);
+  }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(marker, 'made by `npm run demo`; wiped at the next demo start unless --keep-data\n');
 }
 
 const H = 3_600_000;
 
 async function runDemo(o: DemoOpts): Promise<void> {
   const baselineMs = Number(o.baseline) * H;
+  prepareDataDir(o.dataDir, o.keepData === true);
   const config = validateConfig(
     deepMerge(
       {},
@@ -85,7 +103,8 @@ new Command('demo')
   .option('--data-dir <dir>', 'gateway data directory', './data/demo')
   .option('--machines <n>', 'simulated machines', '12')
   .option('--seed <n>', 'simulation seed', '7')
-  .option('--baseline <hours>', 'hours of history each machine learns its normal behaviour from', '2')
+  .option('--baseline <hours>', 'hours of history each machine learns its normal behaviour from', '4')
+  .option('--keep-data', 'keep the previous demo run\'s data (default: start clean)')
   .action(async (opts: DemoOpts) => {
     try {
       await runDemo(opts);

@@ -190,12 +190,12 @@ export function coreRoutes(deps: CoreRouteDeps): FastifyPluginAsync {
         schema: {
           tags: ['ingest'],
           summary: 'Outbox state: readings waiting for the sink, bytes against the budget, oldest age, quarantined count',
-          response: { 200: z.object({ depth: z.number(), bytes: z.number(), maxBytes: z.number(), oldestAgeS: z.number().nullable(), quarantined: z.number() }) },
+          response: { 200: z.object({ depth: z.number(), bytes: z.number(), maxBytes: z.number(), oldestAgeS: z.number().nullable(), quarantined: z.number(), held: z.number().describe('MQTT messages held without acknowledgement while the budget is full (reject policy)') }) },
         },
       },
       async () => {
         const s = deps.outbox.stats();
-        return { depth: s.depth, bytes: s.bytes, maxBytes: s.maxBytes, oldestAgeS: s.oldestArrival === null ? null : (Date.now() - s.oldestArrival) / 1000, quarantined: s.quarantined };
+        return { depth: s.depth, bytes: s.bytes, maxBytes: s.maxBytes, oldestAgeS: s.oldestArrival === null ? null : (Date.now() - s.oldestArrival) / 1000, quarantined: s.quarantined, held: s.held };
       },
     );
 
