@@ -9,7 +9,6 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { MqttAcl, loadUsersFile } from './auth/mqtt-acl.js';
 import { Broker } from './broker/broker.js';
-import { resolveSinkType } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Reading } from './contract/reading.js';
 import { createHttpServer } from './http/server.js';
@@ -28,12 +27,7 @@ import { createLogger, RateLimitedLog } from './obs/logger.js';
 import { createCoreMetrics, createRegistry } from './obs/metrics.js';
 import { Outbox } from './outbox/outbox.js';
 import { Forwarder } from './sinks/forwarder.js';
-import { InfluxReadingSource } from './sinks/influx-query.js';
-import { InfluxV1Sink } from './sinks/influx-v1.js';
-import { InfluxV2Sink } from './sinks/influx-v2.js';
-import type { Sink } from './sinks/sink.js';
-import { EmbeddedStore } from './store/embedded.js';
-import type { ReadingSource } from './store/embedded.js';
+import { createSink } from './sinks/index.js';
 
 export interface Gateway {
   mqttPort: number;
@@ -116,40 +110,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     };
 
     // --- sink and where readings are read back from
-    const sinkType = resolveSinkType(config);
-    let sink: Sink;
-    let readings: ReadingSource;
-    const inf = config.influx;
-    if (sinkType === 'embedded') {
-      const store = new EmbeddedStore(dataDir, config.store.retentionDays * 86400_000);
-      sink = store;
-      readings = store;
-    } else {
-      if (!inf.url) throw new Error(`sink.type ${sinkType} needs influx.url`);
-      if (sinkType === 'influxdb-v2') {
-        if (!inf.org || !inf.bucket || !inf.token) throw new Error('sink.type influxdb-v2 needs influx.org, influx.bucket and influx.token');
-        sink = new InfluxV2Sink({ url: inf.url, org: inf.org, bucket: inf.bucket, token: inf.token, timeoutMs: config.sink.timeoutMs, tagsFor });
-      } else {
-        sink = new InfluxV1Sink({
-          url: inf.url,
-          database: inf.database,
-          retentionPolicy: inf.retentionPolicy,
-          username: inf.username,
-          password: inf.password,
-          createDatabase: inf.createDatabase,
-          timeoutMs: config.sink.timeoutMs,
-          tagsFor,
-        });
-      }
-      readings = new InfluxReadingSource({
-        url: inf.url,
-        database: inf.database,
-        username: inf.username,
-        password: inf.password,
-        token: sinkType === 'influxdb-v2' ? inf.token : undefined,
-        timeoutMs: config.sink.timeoutMs,
-      });
-    }
+    const { sink, readings } = createSink(config, dataDir, tagsFor);
     await sink.init();
     cleanups.push(() => sink.close());
 

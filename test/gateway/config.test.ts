@@ -113,3 +113,18 @@ describe('config', () => {
     expect(ref).toContain('`outbox.fsync`');
   });
 });
+
+describe('sink selection', () => {
+  it('names the missing InfluxDB settings', async () => {
+    const { createSink } = await import('../../gateway/src/sinks/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'smartops-sink-'));
+    const v2 = loadConfig({ flags: { sink: { type: 'influxdb-v2' }, influx: { url: 'http://127.0.0.1:1', org: 'o' } } });
+    const e = errorOf(() => createSink(v2, dir, () => undefined));
+    expect(e.code).toBe('SMARTOPS_CONFIG_INVALID');
+    expect(e.message).toContain('influx.bucket, influx.token');
+    const v1 = loadConfig({ flags: { sink: { type: 'influxdb-v1' } } });
+    expect(errorOf(() => createSink(v1, dir, () => undefined)).message).toContain('influx.url');
+    const auto = loadConfig({ flags: { influx: { url: 'http://127.0.0.1:1', org: 'o', bucket: 'b', token: 't' } } });
+    expect(createSink(auto, dir, () => undefined).sink.name).toBe('influxdb-v2');
+  });
+});

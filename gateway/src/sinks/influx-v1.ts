@@ -6,7 +6,7 @@
  */
 import type { Reading } from '../contract/reading.js';
 import { readingToLine, type ExtraTags } from './lineprotocol.js';
-import { outcomeForStatus, type Sink, type WriteOutcome } from './sink.js';
+import { outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
 
 export interface InfluxV1Options {
   url: string;
@@ -88,13 +88,8 @@ export class InfluxV1Sink implements Sink {
     }
   }
 
-  async ping(): Promise<boolean> {
-    try {
-      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/ping`, { signal: AbortSignal.timeout(2000) });
-      return res.status === 204 || res.ok;
-    } catch {
-      return false;
-    }
+  ping(): Promise<boolean> {
+    return pingInflux(this.opts.url);
   }
 
   async close(): Promise<void> {}

@@ -6,7 +6,7 @@
 import { HttpError, InfluxDB, setLogger, type WriteApi } from '@influxdata/influxdb-client';
 import type { Reading } from '../contract/reading.js';
 import { readingToLine, type ExtraTags } from './lineprotocol.js';
-import { outcomeForStatus, type Sink, type WriteOutcome } from './sink.js';
+import { outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
 
 // The client prints every failed write to the console; the forwarder already logs outcomes
 // (rate-limited, with retry state), so the client's own logger stays quiet.
@@ -84,13 +84,8 @@ export class InfluxV2Sink implements Sink {
     }
   }
 
-  async ping(): Promise<boolean> {
-    try {
-      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/ping`, { signal: AbortSignal.timeout(2000) });
-      return res.status === 204 || res.ok;
-    } catch {
-      return false;
-    }
+  ping(): Promise<boolean> {
+    return pingInflux(this.opts.url);
   }
 
   async close(): Promise<void> {}

@@ -58,3 +58,13 @@ export function outcomeForStatus(status: number, body: string, retryAfter?: stri
   if (ra !== undefined) out.retryAfterMs = ra;
   return out;
 }
+
+/** InfluxDB 1.x and 2.x both answer `GET /ping` with 204 when up. */
+export async function pingInflux(url: string, timeoutMs = 2000): Promise<boolean> {
+  try {
+    const res = await fetch(`${url.replace(/\/$/, '')}/ping`, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.status === 204 || res.ok;
+  } catch {
+    return false;
+  }
+}
