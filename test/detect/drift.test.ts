@@ -36,6 +36,9 @@ describe('drift statistic (EWMA of residuals), hand-computed', () => {
     expect(f.sigma[0]).toBeCloseTo(Math.sqrt(1 / 3), 12);
     // overlapping windows (window 2 x hop): the floor is sqrt(2) times higher
     expect(calibrateDrift([[1], [1], [-1]], 1, 0.5, 3, 2).sigma[0]).toBeCloseTo(Math.sqrt(2 / 3), 12);
+    // residuals wider than N(0,1) widen the floor: +-2 alternating, EWMA 1, -0.5, 0.75, -0.625 (RMS 0.742)
+    // is below sqrt(1/3) x RMS(resid) = 0.577 x 2
+    expect(calibrateDrift([[2], [-2], [2], [-2]], 1, 0.5, 3).sigma[0]).toBeCloseTo(2 * Math.sqrt(1 / 3), 12);
     // clip applies during calibration too: 10 counts as 3
     expect(calibrateDrift([[10], [10], [10]], 1, 0.5, 3).sigma[0]).toBeCloseTo(Math.sqrt(14.203125 / 3), 12);
   });

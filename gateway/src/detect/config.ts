@@ -81,7 +81,7 @@ export const detectionConfigSchema = z
           .number().int().min(60_000).max(7 * 24 * 3_600_000).default(30 * 60_000)
           .describe('Time constant (ms) of the moving average (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it). Longer = smaller shifts are seen, later.'),
         limit: z
-          .number().min(1).default(8)
+          .number().min(1).default(10)
           .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),
         clip: z
           .number().min(0.5).default(3)

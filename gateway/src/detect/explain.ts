@@ -83,14 +83,18 @@ export function explain(x: Float64Array, p: ModelParams, contrib: Float64Array |
       const ratio = value / base;
       out.push({ metric, feature, value, baseline: base, ratio: Number(ratio.toFixed(2)), text: `${metric} ${feature} ${fmt(ratio)}x baseline` });
     } else {
-      const sign = zi >= 0 ? '+' : '-';
+      // The text reports the real deviation: the clipped zi (used for scoring and for the relation
+      // test above) would print every large shift as "+10 sd" and hide which one is worse.
+      const s = scale[i] as number;
+      const zRaw = s > 0 ? (value - base) / s : zi;
+      const sign = zRaw >= 0 ? '+' : '-';
       out.push({
         metric,
         feature,
         value,
         baseline: base,
-        ratio: Number(zi.toFixed(2)),
-        text: `${metric} ${feature} ${fmt(value)} vs baseline ${fmt(base)} (${sign}${fmt(Math.abs(zi))} sd)`,
+        ratio: Number(zRaw.toFixed(2)),
+        text: `${metric} ${feature} ${fmt(value)} vs baseline ${fmt(base)} (${sign}${fmt(Math.abs(zRaw))} sd)`,
       });
     }
   }

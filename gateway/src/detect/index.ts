@@ -164,6 +164,9 @@ class DetectionImpl extends EventEmitter implements Detection {
         this.store.deleteBaseline(b.machine);
         continue;
       }
+      if (this.cfg.drift.enabled && this.model.hasResiduals && !b.drift) {
+        this.deps.logger.info({ machine: b.machine }, 'stored baseline predates the drift statistic: drift stays off for this machine until its baseline is re-learnt');
+      }
       const st = this.state(b.machine);
       st.phase = 'scoring';
       st.baseline = b;
