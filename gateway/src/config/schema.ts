@@ -194,7 +194,7 @@ export const coreConfigShape = {
         .default('auto')
         .describe('Where readings go. auto: influxdb-v2 when influx.token/org/bucket are set, influxdb-v1 when influx.url is set, else embedded.'),
       batchSize: z.number().int().min(1).max(100000).default(5000).describe('Most readings per write.'),
-      flushIntervalMs: ms.min(10).default(500).describe('A partial batch is written after this long.'),
+      flushIntervalMs: ms.min(10).default(200).describe('A partial batch is written after this long.'),
       timeoutMs: ms.min(100).default(10000).describe('Timeout of one write request.'),
       retryInitialMs: ms.min(10).default(500).describe('First retry delay after a failed write (doubles each time, with jitter).'),
       retryMaxMs: ms.min(10).default(60000).describe('Longest retry delay. Writes are retried forever: nothing is dropped.'),

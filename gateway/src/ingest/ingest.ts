@@ -62,9 +62,20 @@ export class Ingest {
     return { status: 'rejected', reason, detail: shortDetail };
   }
 
+  // prom-client resolves labels on every inc(); bound children skip that on the per-message path.
+  private readonly received = new Map<string, { inc(): void }>();
+  private receivedCounter(transport: string): { inc(): void } {
+    let c = this.received.get(transport);
+    if (!c) {
+      c = this.deps.metrics.messagesReceived.labels(transport);
+      this.received.set(transport, c);
+    }
+    return c;
+  }
+
   async handle(topic: string, payload: Buffer, clientId: string | null, transport = 'mqtt'): Promise<IngestResult> {
     const d = this.deps;
-    d.metrics.messagesReceived.inc({ transport });
+    this.receivedCounter(transport).inc();
     const now = d.now ? d.now() : Date.now();
     let parsed: ReturnType<typeof parseTelemetry>;
     try {

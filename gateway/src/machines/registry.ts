@@ -74,18 +74,24 @@ export class MachineRegistry {
   }
 
   record(readings: Reading[], arrival = Date.now()): void {
+    // One message's readings share a machine (its topic): look the state up once per run of them.
+    let id: string | undefined;
+    let s: State | undefined;
     for (const r of readings) {
-      let s = this.state.get(r.machine);
-      if (!s) {
-        s = { firstTs: r.ts, lastTs: r.ts, lastArrival: arrival, readings: 0, metrics: new Set() };
-        this.state.set(r.machine, s);
+      if (r.machine !== id || !s) {
+        id = r.machine;
+        s = this.state.get(id);
+        if (!s) {
+          s = { firstTs: r.ts, lastTs: r.ts, lastArrival: arrival, readings: 0, metrics: new Set() };
+          this.state.set(id, s);
+        }
+        s.lastArrival = arrival;
+        this.dirty.add(id);
       }
       if (r.ts < s.firstTs) s.firstTs = r.ts;
       if (r.ts > s.lastTs) s.lastTs = r.ts;
-      s.lastArrival = arrival;
       s.readings++;
-      for (const m in r.metrics) if (s.metrics.size < MAX_METRIC_NAMES) s.metrics.add(m);
-      this.dirty.add(r.machine);
+      if (s.metrics.size < MAX_METRIC_NAMES) for (const m in r.metrics) s.metrics.add(m);
     }
   }
 
