@@ -44,16 +44,8 @@ const policySchema = z.object({
 
 const rowSchema = z.record(z.string(), z.record(z.string(), z.number()));
 
-export interface StoredScore {
-  windowStart: number;
-  windowEnd: number;
-  phase: 'learning' | 'scoring';
-  score: number;
-  threshold: number | null;
-  above: boolean;
-  contributors: Contributor[];
-  modelVersion: string;
-}
+/** A window score as kept for GET /api/v1/machines/:id/anomaly (the machine is the row's key). */
+export type StoredScore = Omit<WindowScore, 'machine'>;
 
 export class DetectionStore {
   private readonly db: Database.Database;

@@ -8,11 +8,11 @@ import { Command, Option } from 'commander';
 import { telemetryTopic, NAME_PATTERN } from '../../../gateway/src/contract/reading.js';
 import { formatDuration } from '../duration.js';
 import { SimError } from '../errors.js';
-import { Publisher } from '../mqtt/publisher.js';
+import { Publisher, type BrokerAuthOptions } from '../mqtt/publisher.js';
 import { newCsvStats, planCsv, readCsvReadings, TIMESTAMP_FORMATS, type CsvOptions, type CsvPlan, type CsvRow, type Delimiter, type TimestampFormat } from '../replay/csv.js';
 import { collect, fail, parsePositive, parseQos, ProgressLine } from './common.js';
 
-interface ReplayOpts {
+interface ReplayOpts extends BrokerAuthOptions {
   file: string;
   machine: string;
   broker: string;
@@ -27,13 +27,6 @@ interface ReplayOpts {
   shiftToNow?: boolean;
   batch: string;
   qos: string;
-  username?: string;
-  password?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-  insecure?: boolean;
-  clientId?: string;
   maxInflight: string;
   dryRun?: boolean;
   progress: boolean;

@@ -10,12 +10,12 @@ import { telemetryTopic } from '../../../gateway/src/contract/reading.js';
 import { formatDuration, parseDuration, parseTimePoint } from '../duration.js';
 import { SimError } from '../errors.js';
 import { createFleet, DEFAULT_MIX, labelsToJsonl, type FaultRequest, type Fleet, type FleetOptions } from '../fleet.js';
-import { Publisher } from '../mqtt/publisher.js';
+import { Publisher, type BrokerAuthOptions } from '../mqtt/publisher.js';
 import { loadScenario, parseFaultSpec, scenarioFaults, type Scenario } from '../scenario.js';
 import { MACHINE_KINDS, SCHEDULES, type MachineKind, type ScheduleName, type SimReading } from '../types.js';
 import { collect, fail, parsePositive, parseQos, ProgressLine } from './common.js';
 
-interface SimulateOpts {
+interface SimulateOpts extends BrokerAuthOptions {
   broker: string;
   machines?: string;
   mix?: string;
@@ -29,13 +29,6 @@ interface SimulateOpts {
   labels?: string;
   qos: string;
   batch: string;
-  username?: string;
-  password?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-  insecure?: boolean;
-  clientId?: string;
   utcOffset?: string;
   schedule?: string;
   maxInflight: string;

@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { SimError } from '../errors.js';
 
-/** How to reach the broker. TLS files are paths (PEM). */
-export interface BrokerOptions {
-  url: string;
+/** Credentials and TLS files (PEM paths), as the CLIs take them. */
+export interface BrokerAuthOptions {
   username?: string;
   password?: string;
   ca?: string;
@@ -13,6 +12,11 @@ export interface BrokerOptions {
   /** Accept a server certificate that does not verify (test brokers only). */
   insecure?: boolean;
   clientId?: string;
+}
+
+/** How to reach the broker. */
+export interface BrokerOptions extends BrokerAuthOptions {
+  url: string;
   /** Publishes awaiting completion (QoS 1: PUBACK; QoS 0: written to the socket) at most. */
   maxInflight?: number;
   /** Reconnect back-off bounds, ms (doubling from min to max; reset after a successful connect). */
