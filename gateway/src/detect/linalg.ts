@@ -5,19 +5,7 @@
  * A^-1 = L^-T L^-1. Throws if A is not positive definite (callers shrink towards I first).
  */
 export function invertSpd(a: Float64Array, n: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let sum = a[i * n + j] as number;
-      for (let k = 0; k < j; k++) sum -= (l[i * n + k] as number) * (l[j * n + k] as number);
-      if (i === j) {
-        if (!(sum > 0)) throw new Error(`matrix is not positive definite (pivot ${i} = ${sum})`);
-        l[i * n + i] = Math.sqrt(sum);
-      } else {
-        l[i * n + j] = sum / (l[j * n + j] as number);
-      }
-    }
-  }
+  const l = cholesky(a, n);
   // Inverse of the lower-triangular L.
   const li = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
@@ -43,8 +31,16 @@ export function invertSpd(a: Float64Array, n: number): Float64Array {
 
 /** log det of a symmetric positive-definite matrix (Cholesky); throws if not positive definite. */
 export function logDetSpd(a: Float64Array, n: number): number {
-  const l = new Float64Array(n * n);
+  const l = cholesky(a, n);
   let logDet = 0;
+  // det A = det(L)^2 = prod(L_ii)^2
+  for (let i = 0; i < n; i++) logDet += 2 * Math.log(l[i * n + i] as number);
+  return logDet;
+}
+
+/** Lower-triangular L with A = L L^T (row-major); throws if A is not positive definite. */
+export function cholesky(a: Float64Array, n: number): Float64Array {
+  const l = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
       let sum = a[i * n + j] as number;
@@ -52,13 +48,12 @@ export function logDetSpd(a: Float64Array, n: number): number {
       if (i === j) {
         if (!(sum > 0)) throw new Error(`matrix is not positive definite (pivot ${i} = ${sum})`);
         l[i * n + i] = Math.sqrt(sum);
-        logDet += Math.log(sum);
       } else {
         l[i * n + j] = sum / (l[j * n + j] as number);
       }
     }
   }
-  return logDet;
+  return l;
 }
 
 /** Quantile with linear interpolation between order statistics (type 7, as numpy's default). */
