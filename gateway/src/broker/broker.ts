@@ -133,7 +133,6 @@ export class Broker {
   }
 
   static async create(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
-    // eslint-disable-next-line prefer-const
     let self: Broker | undefined;
     const aedes = await Aedes.createBroker({
       connectTimeout: opts.connectTimeoutMs,
@@ -415,10 +414,16 @@ export class Broker {
   }
 
   /** Disconnect clients and release the listeners. */
-  async close(): Promise<void> {
-    this.wss?.close();
-    for (const c of this.wss?.clients ?? []) c.terminate();
-    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
-    await Promise.all(this.servers.map((s) => closeServer(s)));
+  private closing: Promise<void> | undefined;
+
+  /** Idempotent: a graceful stop closes the broker early, and the start-up cleanup list closes it again. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.wss?.close();
+      for (const c of this.wss?.clients ?? []) c.terminate();
+      await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+      await Promise.all(this.servers.map((s) => closeServer(s)));
+    })();
+    return this.closing;
   }
 }
