@@ -308,6 +308,9 @@ export function shopFloor(): Dashboard {
 
 export function machineDetail(): Dashboard {
   const M = `"machine" = '$machine'`;
+  // The newest value of one field of the selected machine (the stat tiles in the top row).
+  const lastOfMachine = (measurement: string, field: string, alias: string, type: 'number' | 'string' = 'number') =>
+    influx(`SELECT last("${field}") AS "${field}" FROM "${measurement}" WHERE ${M} AND $timeFilter`, { columns: { [field]: type } }, { alias });
   const panels = layout([
     [
       4,
@@ -320,9 +323,7 @@ export function machineDetail(): Dashboard {
             unit: 'none',
             strings: true,
             targets: [
-              influx(`SELECT last("status") AS "status" FROM "machine_status" WHERE ${M} AND $timeFilter`, {
-                columns: { status: 'string' },
-              }, { alias: 'status' }),
+              lastOfMachine('machine_status', 'status', 'status', 'string'),
             ],
             fieldConfig: { defaults: { mappings: STATUS_MAPPINGS } },
             options: { textMode: 'value' },
@@ -335,9 +336,7 @@ export function machineDetail(): Dashboard {
             description: 'Score of the latest closed window. Compare with the threshold next to it.',
             unit: 'none',
             targets: [
-              influx(`SELECT last("score") AS "score" FROM "anomaly" WHERE ${M} AND $timeFilter`, { columns: { score: 'number' } }, {
-                alias: 'score',
-              }),
+              lastOfMachine('anomaly', 'score', 'score'),
             ],
             fieldConfig: { defaults: { decimals: 2 } },
             options: { colorMode: 'none' },
@@ -350,9 +349,7 @@ export function machineDetail(): Dashboard {
             description: 'Calibrated per-machine threshold. Empty while the baseline is being learned.',
             unit: 'none',
             targets: [
-              influx(`SELECT last("threshold") AS "threshold" FROM "anomaly" WHERE ${M} AND $timeFilter`, {
-                columns: { threshold: 'number' },
-              }, { alias: 'threshold' }),
+              lastOfMachine('anomaly', 'threshold', 'threshold'),
             ],
             fieldConfig: { defaults: { decimals: 2 } },
             options: { colorMode: 'none', graphMode: 'none' },
@@ -370,9 +367,7 @@ export function machineDetail(): Dashboard {
               { color: 'green', value: 1 },
             ],
             targets: [
-              influx(`SELECT last("baseline_progress") AS "baseline_progress" FROM "machine_status" WHERE ${M} AND $timeFilter`, {
-                columns: { baseline_progress: 'number' },
-              }, { alias: 'baseline' }),
+              lastOfMachine('machine_status', 'baseline_progress', 'baseline'),
             ],
           }),
         ],
@@ -388,9 +383,7 @@ export function machineDetail(): Dashboard {
               { color: 'red', value: 300 },
             ],
             targets: [
-              influx(`SELECT last("last_seen_age_s") AS "last_seen_age_s" FROM "machine_status" WHERE ${M} AND $timeFilter`, {
-                columns: { last_seen_age_s: 'number' },
-              }, { alias: 'last reading' }),
+              lastOfMachine('machine_status', 'last_seen_age_s', 'last reading'),
             ],
             options: { graphMode: 'none' },
           }),
@@ -595,6 +588,9 @@ export function machineDetail(): Dashboard {
 export function gatewayHealth(): Dashboard {
   const H = `"host" =~ /^$host$/`;
   const rate = (field: string, as: string, unit = '1s') => `non_negative_derivative(last("${field}"), ${unit}) AS "${as}"`;
+  // The newest value of one gateway field, one series per host (the stat tiles).
+  const lastByHost = (field: string) =>
+    influx(`SELECT last("${field}") AS "${field}" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, { columns: { [field]: 'number' }, tags: ['host'] }, { alias: '$tag_host' });
   const ts = (
     title: string,
     description: string,
@@ -645,10 +641,7 @@ export function gatewayHealth(): Dashboard {
               { color: 'red', value: 100000 },
             ],
             targets: [
-              influx(`SELECT last("outbox_depth") AS "outbox_depth" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, {
-                columns: { outbox_depth: 'number' },
-                tags: ['host'],
-              }, { alias: '$tag_host' }),
+              lastByHost('outbox_depth'),
             ],
           }),
         ],
@@ -664,10 +657,7 @@ export function gatewayHealth(): Dashboard {
               { color: 'red', value: 600 },
             ],
             targets: [
-              influx(`SELECT last("outbox_oldest_age_s") AS "outbox_oldest_age_s" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, {
-                columns: { outbox_oldest_age_s: 'number' },
-                tags: ['host'],
-              }, { alias: '$tag_host' }),
+              lastByHost('outbox_oldest_age_s'),
             ],
           }),
         ],
@@ -682,10 +672,7 @@ export function gatewayHealth(): Dashboard {
               { color: 'red', value: 1 },
             ],
             targets: [
-              influx(`SELECT last("open_alerts") AS "open_alerts" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, {
-                columns: { open_alerts: 'number' },
-                tags: ['host'],
-              }, { alias: '$tag_host' }),
+              lastByHost('open_alerts'),
             ],
             options: { graphMode: 'none' },
           }),
@@ -697,10 +684,7 @@ export function gatewayHealth(): Dashboard {
             description: 'Clients connected to the embedded MQTT broker.',
             unit: 'none',
             targets: [
-              influx(`SELECT last("clients_connected") AS "clients_connected" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, {
-                columns: { clients_connected: 'number' },
-                tags: ['host'],
-              }, { alias: '$tag_host' }),
+              lastByHost('clients_connected'),
             ],
             options: { colorMode: 'none' },
           }),
@@ -717,10 +701,7 @@ export function gatewayHealth(): Dashboard {
               { color: 'red', value: 1024 * 1024 * 1024 },
             ],
             targets: [
-              influx(`SELECT last("rss_bytes") AS "rss_bytes" FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY "host"`, {
-                columns: { rss_bytes: 'number' },
-                tags: ['host'],
-              }, { alias: '$tag_host' }),
+              lastByHost('rss_bytes'),
             ],
           }),
         ],
