@@ -16,7 +16,7 @@ import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type FeatureRow, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
-import { calibrateDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
+import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
 import { driftContributor, explain } from './explain.js';
 import { quantile } from './linalg.js';
@@ -118,8 +118,12 @@ interface MachineState {
   lastWindowEnd: number | null;
   lastScore: number | null;
   seenMetrics: Set<string>;
-  /** EWMA of the model's residuals (drift.ts); in memory only: it restarts from 0 after a restart. */
+  /** EWMA of the model's residuals (drift.ts); persisted in the store's `monitors` table. */
   drift: DriftState | null;
+  /** Event time of the last window folded into the running statistics (null: none yet). */
+  monitorEnd: number | null;
+  /** Event time of the running statistics last written to the store; -Infinity = never. */
+  monitorSavedEnd: number;
 }
 
 interface Pending {
@@ -128,6 +132,12 @@ interface Pending {
 }
 
 const MAX_FITS_PER_FLUSH = 4;
+/**
+ * Running statistics are written with the scoring transaction at most once per this much event time per
+ * machine (and on close): a crash loses at most these few minutes of a 30 min average, and the store
+ * does not get a second row per window beside the score.
+ */
+const MONITOR_SAVE_EVERY_MS = 5 * 60_000;
 
 class DetectionImpl extends EventEmitter implements Detection {
   private readonly machinesById = new Map<string, MachineState>();
@@ -158,6 +168,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.deleteBaseline(machine);
     }
     const conditions = this.store.conditions();
+    const monitors = this.store.monitors();
     for (const b of valid) {
       if (b.modelName !== this.model.manifest.name || !this.compatible(b.params)) {
         this.deps.logger.warn({ machine: b.machine, model: b.modelName }, 'stored baseline was fitted for another model; the machine re-learns its baseline');
@@ -171,6 +182,16 @@ class DetectionImpl extends EventEmitter implements Detection {
       st.phase = 'scoring';
       st.baseline = b;
       st.policy = conditions.get(b.machine) ?? initialPolicyState();
+      const mon = monitors.get(b.machine);
+      if (mon) {
+        // Only a state of this very baseline's features continues; anything else starts from 0.
+        if (mon.drift && b.drift && mon.drift.length === b.drift.sigma.length) st.drift = { e: Float64Array.from(mon.drift) };
+        st.monitorEnd = mon.end;
+        st.monitorSavedEnd = mon.end;
+      }
+    }
+    for (const machine of monitors.keys()) {
+      if (this.machinesById.get(machine)?.phase !== 'scoring') this.store.deleteMonitor(machine);
     }
     for (const s of this.store.learningSummary()) {
       const st = this.state(s.machine);
@@ -203,6 +224,8 @@ class DetectionImpl extends EventEmitter implements Detection {
         lastScore: null,
         seenMetrics: new Set(),
         drift: null,
+        monitorEnd: null,
+        monitorSavedEnd: -Infinity,
       };
       this.machinesById.set(machine, st);
     }
@@ -357,9 +380,12 @@ class DetectionImpl extends EventEmitter implements Detection {
         const dc = b.drift;
         if (this.cfg.drift.enabled && dc && r.resid && dc.sigma.length === r.resid.length) {
           if (!t.st.drift || t.st.drift.e.length !== dc.sigma.length) t.st.drift = initialDriftState(dc.sigma.length);
+          else if (t.st.monitorEnd !== null) decayDrift(t.st.drift, Math.round((t.w.end - t.st.monitorEnd) / this.cfg.hopMs) - 1, dc.lambda);
           updateDrift(t.st.drift, r.resid, dc.lambda, dc.clip);
           drift = driftValue(t.st.drift, dc.sigma);
         }
+        t.st.monitorEnd = Math.max(t.st.monitorEnd ?? -Infinity, t.w.end);
+        if (t.st.monitorEnd - t.st.monitorSavedEnd >= MONITOR_SAVE_EVERY_MS) this.saveMonitor(t.st);
         const driftScore = drift ? (b.threshold * drift.value) / this.cfg.drift.limit : 0;
         const score = Math.max(windowScore, driftScore);
         const above = score > b.threshold;
@@ -386,6 +412,12 @@ class DetectionImpl extends EventEmitter implements Detection {
         this.applyPolicy(t.st, score, b.threshold, t.w.end, contributors);
       });
     });
+  }
+
+  private saveMonitor(st: MachineState): void {
+    if (st.monitorEnd === null) return;
+    this.store.putMonitor(st.id, { end: st.monitorEnd, drift: st.drift ? Array.from(st.drift.e) : null });
+    st.monitorSavedEnd = st.monitorEnd;
   }
 
   private learningDone(st: MachineState): boolean {
@@ -469,12 +501,15 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.transaction(() => {
         this.store.putBaseline(b);
         this.store.clearLearning(st.id);
+        this.store.deleteMonitor(st.id);
       });
       st.baseline = b;
       st.phase = 'scoring';
       st.learnRows = [];
       st.seenMetrics = new Set();
       st.drift = null;
+      st.monitorEnd = null;
+      st.monitorSavedEnd = -Infinity;
       this.m.baselinesFitted.inc();
       this.deps.logger.info(
         { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
@@ -593,6 +628,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.deleteBaseline(machine);
       this.store.clearLearning(machine);
       this.store.deleteCondition(machine);
+      this.store.deleteMonitor(machine);
     });
     this.pending = this.pending.filter((p) => p.machine !== machine);
     st.baseline = null;
@@ -601,6 +637,8 @@ class DetectionImpl extends EventEmitter implements Detection {
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
     st.drift = null;
+    st.monitorEnd = null;
+    st.monitorSavedEnd = -Infinity;
     this.m.resets.inc();
     if (wasOpen) {
       this.m.conditions.inc({ event: 'clear' });
@@ -674,6 +712,13 @@ class DetectionImpl extends EventEmitter implements Detection {
     // only as far as those readings go; a partial window is better unscored than scored half-empty).
     await this.flush().catch((e: unknown) => this.deps.logger.error({ err: e }, 'final detection flush failed'));
     this.closed = true;
+    try {
+      this.store.transaction(() => {
+        for (const st of this.machinesById.values()) if (st.phase === 'scoring' && st.monitorEnd !== null && st.monitorEnd > st.monitorSavedEnd) this.saveMonitor(st);
+      });
+    } catch (e) {
+      this.deps.logger.error({ err: e }, 'could not save the running drift statistics; they restart from their last saved state');
+    }
     this.store.close();
     await this.model.close();
   }
