@@ -265,6 +265,60 @@ describe('Detection facade', () => {
     db2.close();
   });
 
+  it('sees single-sample spikes that recur through the recurrence statistic (k-of-n alone misses them), across a restart', async () => {
+    // Three independent channels; after a 60 min baseline, motor_current_a gets one large single-sample
+    // spike every 50 s: each spike makes 2 of the overlapping 10 s windows far out, never 3 of 5.
+    const stream = (seed: number) => {
+      const r = rng(seed);
+      let t = T0;
+      let i = 0;
+      return (seconds: number, spikes: boolean): Reading[] =>
+        Array.from({ length: seconds }, () => {
+          const spike = spikes && i % 50 === 25 ? 8 : 0;
+          i++;
+          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), motor_current_a: 12 + 0.2 * r.normal() + spike } };
+          t += 1000;
+          return rd;
+        });
+    };
+    const base = { baseline: { ...cfg.baseline, durationMs: 60 * 60_000, minWindows: 30 } };
+    const run = async (on: boolean, dir = mkdtempSync(join(tmpdir(), 'detect-recur-'))) => {
+      const s = await start(dir, { ...base, recurrence: { ...cfg.recurrence, enabled: on } });
+      const gen = stream(5);
+      s.det.push(gen(3700, false));
+      await s.det.flush();
+      s.det.push(gen(900, true));
+      await s.det.flush();
+      return { ...s, gen, dir };
+    };
+    const without = await run(false);
+    expect(without.det.baseline('m')?.phase).toBe('scoring');
+    expect(without.scores.filter((x) => x.phase === 'scoring' && x.above).length).toBeGreaterThan(10); // the spikes show
+    expect(without.conds.filter((c) => c.active)).toHaveLength(0); // but never k of n in a row
+    await without.det.close();
+
+    const withR = await run(true);
+    const open = withR.conds.find((c) => c.active);
+    expect(open).toBeDefined();
+    const named = open?.contributors[0];
+    expect(named?.feature).toBe('recurrence');
+    expect(named?.metric).toBe('motor_current_a');
+    expect(named?.text).toMatch(/^motor_current_a (fluctuation \(spikes or bursts\)|mean) far out in [56] of the last 6 1.25-minute periods \(baseline about 0\.\d+\)$/);
+    const threshold = withR.det.baseline('m')?.threshold as number;
+    const last = withR.scores[withR.scores.length - 1] as WindowScore;
+    expect(last.score).toBeGreaterThan(threshold);
+    // restart: the hit slots are stored with the machine, so the next windows are still carried by them
+    await withR.det.close();
+    const again = await start(withR.dir, { ...base });
+    const more = withR.gen(20, true); // no spike in these 20 s
+    again.det.push(more);
+    await again.det.flush();
+    const after = again.scores.filter((x) => x.phase === 'scoring' && x.windowStart >= (more[0] as Reading).ts);
+    expect(after.length).toBeGreaterThan(0);
+    for (const x of after) expect(x.score).toBeGreaterThan(threshold);
+    await again.det.close();
+  });
+
   it('runs a bring-your-own model (fixed feature order) built on the fly', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'detect-byo-facade-'));
     const bytes = encodeModel({

@@ -1,7 +1,7 @@
 /**
  * Durable detection state in `<dataDir>/detection.sqlite` (owned by this module only): baselines being
- * learnt (their windows) and fitted, each machine's open/closed anomaly condition, its running drift
- * statistics, and recent window scores for GET /machines/:id/anomaly. WAL mode; writes are batched in one transaction per scoring tick.
+ * learnt (their windows) and fitted, each machine's open/closed anomaly condition, its running drift and
+ * recurrence statistics, and recent window scores for GET /machines/:id/anomaly. WAL mode; writes are batched in one transaction per scoring tick.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -30,6 +30,10 @@ export const fittedBaselineSchema = z.object({
   metrics: z.array(z.string()),
   /** Absent in baselines fitted before the drift statistic existed (drift then stays off for that machine). */
   drift: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
+  /** Absent in baselines fitted before the recurrence statistic existed (it then stays off for that machine). */
+  recurrence: z
+    .object({ level: z.number(), lambda: z.number(), clip: z.number(), horizonMs: z.number(), slots: z.number().int().min(1), p: z.array(z.number()), allowed: z.array(z.number()), hits: z.array(z.number()), baselineSlots: z.number() })
+    .optional(),
 });
 export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
 
@@ -43,12 +47,14 @@ const policySchema = z.object({
 });
 
 /**
- * A machine's running detection statistics (the drift EWMA), so a restart continues them instead of
+ * A machine's running detection statistics (drift EWMA, recurrence slots), so a restart continues them instead of
  * starting from 0. `end` = event time of the last window folded in.
  */
 export const monitorStateSchema = z.object({
   end: z.number(),
   drift: z.array(z.number()).nullable(),
+  /** Recurrence: hit slots [feature, slot index] within the horizon, and each feature's recent level. */
+  recurrence: z.object({ hit: z.array(z.tuple([z.number().int().min(0), z.number().int()])), local: z.array(z.number()) }).nullable().default(null),
 });
 export type MonitorState = z.infer<typeof monitorStateSchema>;
 
