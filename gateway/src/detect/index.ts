@@ -565,7 +565,7 @@ class DetectionImpl extends EventEmitter implements Detection {
 
   private applyPolicy(st: MachineState, score: number, threshold: number, end: number, contributors: Contributor[]): void {
     const pol = this.cfg.policy;
-    const d = stepPolicy(st.policy, pol, score, threshold, end);
+    const d = stepPolicy(st.policy, pol, score, threshold, end, [...new Set(contributors.map((c) => c.metric))]);
     if (d.type === 'none') {
       if (st.policy.open || st.policy.history.some((h) => h.above)) this.store.putCondition(st.id, st.policy);
       return;
@@ -583,7 +583,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         score,
         threshold,
         contributors,
-        message: `Anomaly score ${score.toFixed(1)} above threshold ${threshold.toFixed(1)} for ${d.aboveCount} of the last ${pol.n} windows${top ? `: ${top}` : ''}`,
+        message: `${d.type === 'update' && d.reason === 'channel' ? `Anomaly still open, now led by ${contributors[0]?.metric ?? 'another channel'}: score` : 'Anomaly score'} ${score.toFixed(1)} above threshold ${threshold.toFixed(1)} for ${d.aboveCount} of the last ${pol.n} windows${top ? `: ${top}` : ''}`,
       } satisfies ConditionEvent);
     } else {
       this.m.conditions.inc({ event: 'clear' });

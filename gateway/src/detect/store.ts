@@ -44,6 +44,8 @@ const policySchema = z.object({
   reportedSeverity: z.enum(['warning', 'critical']).nullable(),
   history: z.array(z.object({ above: z.boolean(), end: z.number() })),
   belowRun: z.number(),
+  /** Absent in conditions stored before alerts named a new leading channel. */
+  reportedMetrics: z.array(z.string()).default([]),
 });
 
 /**
