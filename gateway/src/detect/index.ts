@@ -121,7 +121,7 @@ interface MachineState {
   seenMetrics: Set<string>;
   /** EWMA of the model's residuals (drift.ts); persisted in the store's `monitors` table. */
   drift: DriftState | null;
-  /** Recent far-out episodes per feature (recurrence.ts); persisted with the drift. */
+  /** Slots of the last horizon with a far-out window, and recent levels, per feature (recurrence.ts); persisted with the drift. */
   recur: RecurrenceState | null;
   /** Event time of the last window folded into the running statistics (null: none yet). */
   monitorEnd: number | null;
@@ -749,7 +749,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         for (const st of this.machinesById.values()) if (st.phase === 'scoring' && st.monitorEnd !== null && st.monitorEnd > st.monitorSavedEnd) this.saveMonitor(st);
       });
     } catch (e) {
-      this.deps.logger.error({ err: e }, 'could not save the running drift statistics; they restart from their last saved state');
+      this.deps.logger.error({ err: e }, 'could not save the running drift and recurrence statistics; they restart from their last saved state');
     }
     this.store.close();
     await this.model.close();
