@@ -87,6 +87,24 @@ describe('alert lifecycle', () => {
     expect(events(h)).toEqual(['opened', 'updated']);
   });
 
+  it('names a channel that now leads an open alert at once, first, keeping the earlier ones', async () => {
+    h = await startAlerts({ updateNotifyIntervalMs: 60_000 });
+    h.engine.onCondition(cond());
+    h.clock.t += 10_000;
+    const flow = { metric: 'coolant_flow_l_min', feature: 'presence', value: 0.6, baseline: 1, ratio: -8, text: 'coolant_flow_l_min missing from 40% of readings (normally 0%)' };
+    // lower score than the peak: no peak update, but a channel the alert did not name leads now
+    h.engine.onCondition(cond({ score: 4, message: 'Anomaly still open, now led by coolant_flow_l_min', contributors: [flow] }));
+    expect(events(h)).toEqual(['opened', 'updated']);
+    const upd = JSON.parse(h.mqtt[1]!.payload) as AlertTransition;
+    expect(upd).toMatchObject({ event: 'updated', reason: 'contributors', at: T0 + 10_000 });
+    expect(upd.alert.contributorsText).toBe('coolant_flow_l_min missing from 40% of readings (normally 0%); vibration_rms_mm_s std 4.1x baseline');
+    expect(upd.alert.peakScore).toBe(5);
+    // the same channel again: nothing new to say
+    h.clock.t += 10_000;
+    h.engine.onCondition(cond({ score: 4, contributors: [flow] }));
+    expect(events(h)).toEqual(['opened', 'updated']);
+  });
+
   it('publishes a severity escalation at once and never de-escalates', async () => {
     h = await startAlerts();
     h.engine.onCondition(cond());

@@ -1,4 +1,5 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -200,6 +201,122 @@ describe('Detection facade', () => {
     expect(named?.text).toMatch(/bearing_temp_c mean persistently higher than the other channels explain/);
     // healthy part of the same run: nothing opened before the shift started
     expect(open?.eventTs).toBeGreaterThan(T0 + 1000 * 1000);
+  });
+
+  it('continues the drift statistic across a restart (stored with the machine), and a reset forgets it', async () => {
+    const stream = (seed: number, shift: number) => {
+      const r = rng(seed);
+      let t = T0;
+      return (seconds: number, on: boolean): Reading[] =>
+        Array.from({ length: seconds }, () => {
+          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), bearing_temp_c: 40 + 0.1 * r.normal() + (on ? shift : 0) } };
+          t += 1000;
+          return rd;
+        });
+    };
+    const over = { policy: { ...cfg.policy, k: 6, n: 10 } };
+    const dir = mkdtempSync(join(tmpdir(), 'detect-drift-restart-'));
+    // 4 sd of a window mean: clearly carried by the drift, still small for any single window
+    const gen = stream(11, 4 * (0.1 / Math.sqrt(10)));
+    let s = await start(dir, over);
+    s.det.push(gen(1000, false));
+    await s.det.flush();
+    s.det.push(gen(1200, true));
+    await s.det.flush();
+    const threshold = s.det.baseline('m')?.threshold as number;
+    const last = s.scores[s.scores.length - 1] as WindowScore;
+    expect(last.score).toBeGreaterThan(threshold); // the drift carries the score
+    await s.det.close();
+    // A copy of the store without the running statistics: what a restart gave before they were stored.
+    const bare = mkdtempSync(join(tmpdir(), 'detect-drift-bare-'));
+    copyFileSync(join(dir, 'detection.sqlite'), join(bare, 'detection.sqlite'));
+    const db = new Database(join(bare, 'detection.sqlite'));
+    expect(db.prepare('DELETE FROM monitors').run().changes).toBe(1);
+    db.close();
+
+    const more = gen(40, true);
+    s = await start(dir, over);
+    s.det.push(more);
+    await s.det.flush();
+    // Windows wholly after the restart (the one straddling it lost its first readings with the old process).
+    const whole = (x: WindowScore) => x.phase === 'scoring' && x.windowStart >= (more[0] as Reading).ts;
+    const after = s.scores.filter(whole);
+    expect(after.length).toBeGreaterThan(2);
+    // continues where it was: within a few percent of the last score before the restart, still above
+    for (const x of after) {
+      expect(x.score).toBeGreaterThan(threshold);
+      expect(Math.abs(x.score - last.score) / last.score).toBeLessThan(0.1);
+    }
+    const fresh = await start(bare, over);
+    fresh.det.push(more);
+    await fresh.det.flush();
+    const afterFresh = fresh.scores.filter(whole);
+    expect(afterFresh.length).toBe(after.length);
+    // Started from 0 the average is still small: only a window whose own score is high gets above.
+    afterFresh.forEach((x, i) => expect(x.score).toBeLessThanOrEqual((after[i] as WindowScore).score));
+    expect(afterFresh.filter((x) => x.score > threshold).length).toBeLessThan(after.length / 2);
+    await fresh.det.close();
+
+    // reset: the stored statistics go with the baseline
+    s.det.resetBaseline('m');
+    await s.det.close();
+    const db2 = new Database(join(dir, 'detection.sqlite'), { readonly: true });
+    expect((db2.prepare('SELECT COUNT(*) AS n FROM monitors').get() as { n: number }).n).toBe(0);
+    db2.close();
+  });
+
+  it('sees single-sample spikes that recur through the recurrence statistic (k-of-n alone misses them), across a restart', async () => {
+    // Three independent channels; after a 60 min baseline, motor_current_a gets one large single-sample
+    // spike every 50 s: each spike makes 2 of the overlapping 10 s windows far out, never 3 of 5.
+    const stream = (seed: number) => {
+      const r = rng(seed);
+      let t = T0;
+      let i = 0;
+      return (seconds: number, spikes: boolean): Reading[] =>
+        Array.from({ length: seconds }, () => {
+          const spike = spikes && i % 50 === 25 ? 8 : 0;
+          i++;
+          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), motor_current_a: 12 + 0.2 * r.normal() + spike } };
+          t += 1000;
+          return rd;
+        });
+    };
+    const base = { baseline: { ...cfg.baseline, durationMs: 60 * 60_000, minWindows: 30 } };
+    const run = async (on: boolean, dir = mkdtempSync(join(tmpdir(), 'detect-recur-'))) => {
+      const s = await start(dir, { ...base, recurrence: { ...cfg.recurrence, enabled: on } });
+      const gen = stream(5);
+      s.det.push(gen(3700, false));
+      await s.det.flush();
+      s.det.push(gen(900, true));
+      await s.det.flush();
+      return { ...s, gen, dir };
+    };
+    const without = await run(false);
+    expect(without.det.baseline('m')?.phase).toBe('scoring');
+    expect(without.scores.filter((x) => x.phase === 'scoring' && x.above).length).toBeGreaterThan(10); // the spikes show
+    expect(without.conds.filter((c) => c.active)).toHaveLength(0); // but never k of n in a row
+    await without.det.close();
+
+    const withR = await run(true);
+    const open = withR.conds.find((c) => c.active);
+    expect(open).toBeDefined();
+    const named = open?.contributors[0];
+    expect(named?.feature).toBe('recurrence');
+    expect(named?.metric).toBe('motor_current_a');
+    expect(named?.text).toMatch(/^motor_current_a (fluctuation \(spikes or bursts\)|mean) far out in [56] of the last 6 1.25-minute periods \(baseline about 0\.\d+\)$/);
+    const threshold = withR.det.baseline('m')?.threshold as number;
+    const last = withR.scores[withR.scores.length - 1] as WindowScore;
+    expect(last.score).toBeGreaterThan(threshold);
+    // restart: the hit slots are stored with the machine, so the next windows are still carried by them
+    await withR.det.close();
+    const again = await start(withR.dir, { ...base });
+    const more = withR.gen(20, true); // no spike in these 20 s
+    again.det.push(more);
+    await again.det.flush();
+    const after = again.scores.filter((x) => x.phase === 'scoring' && x.windowStart >= (more[0] as Reading).ts);
+    expect(after.length).toBeGreaterThan(0);
+    for (const x of after) expect(x.score).toBeGreaterThan(threshold);
+    await again.det.close();
   });
 
   it('runs a bring-your-own model (fixed feature order) built on the fly', async () => {

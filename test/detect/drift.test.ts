@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { referenceScore, type ModelParams } from '../../gateway/src/detect/baseline.js';
-import { calibrateDrift, driftLambda, driftValue, iidSigma, initialDriftState, updateDrift } from '../../gateway/src/detect/drift.js';
+import { calibrateDrift, decayDrift, driftLambda, driftValue, iidSigma, initialDriftState, updateDrift } from '../../gateway/src/detect/drift.js';
 import { builtinManifestPath, ScoringModel } from '../../gateway/src/detect/model.js';
 
 describe('drift statistic (EWMA of residuals), hand-computed', () => {
@@ -24,6 +24,20 @@ describe('drift statistic (EWMA of residuals), hand-computed', () => {
     // a feature with sigma 0 (none calibrated) is ignored
     expect(driftValue(st, [0, 0.25]).feature).toBe(1);
     expect(driftValue(st, [0, 0.25]).value).toBeCloseTo(3, 12);
+  });
+
+  it('decays by one step per missed window, as if each had residual 0', () => {
+    const a = initialDriftState(2);
+    const b = initialDriftState(2);
+    updateDrift(a, [2, -1], 0.25, 3);
+    updateDrift(b, [2, -1], 0.25, 3);
+    decayDrift(a, 3, 0.25);
+    for (let i = 0; i < 3; i++) updateDrift(b, [0, 0], 0.25, 3);
+    expect(a.e[0]).toBeCloseTo(b.e[0] as number, 12);
+    expect(a.e[1]).toBeCloseTo(b.e[1] as number, 12);
+    expect(a.e[0]).toBeCloseTo(0.5 * 0.75 ** 3, 12);
+    decayDrift(a, 0, 0.25); // no gap: unchanged
+    expect(a.e[0]).toBeCloseTo(0.5 * 0.75 ** 3, 12);
   });
 
   it('calibrates sigma as the RMS of the EWMA over the baseline, floored at the iid value', () => {

@@ -40,6 +40,21 @@ describe('k-of-n opening and hysteresis', () => {
     expect(d[6]).toMatchObject({ type: 'update', severity: 'critical' }); // 9 >= 2 x 4
   });
 
+  it('updates once when a channel the alert did not name leads an above-threshold window', () => {
+    const st = initialPolicyState();
+    const step = (score: number, named: string[], i: number) => stepPolicy(st, opts, score, 2, i * 1000, named);
+    expect(step(3, ['pump_rpm'], 1).type).toBe('none');
+    expect(step(3, ['pump_rpm'], 2).type).toBe('none');
+    expect(step(3, ['pump_rpm', 'flow'], 3)).toMatchObject({ type: 'open' });
+    expect(step(3, ['flow'], 4).type).toBe('none'); // named at the open already
+    expect(step(1.5, ['vibration'], 5).type).toBe('none'); // below the threshold: not a lead worth a message
+    expect(step(3, ['vibration', 'pump_rpm'], 6)).toMatchObject({ type: 'update', reason: 'channel', severity: 'warning', since: 1000 });
+    expect(step(3, ['pump_rpm'], 7).type).toBe('none');
+    expect(step(3, ['vibration'], 8).type).toBe('none'); // each channel once: no ping-pong between two
+    expect(step(5, ['pump_rpm'], 9)).toMatchObject({ type: 'update', reason: 'peak' });
+    expect(step(9, ['pump_rpm'], 10)).toMatchObject({ type: 'update', reason: 'severity', severity: 'critical' });
+  });
+
   it('clears only after clearWindows consecutive windows below threshold x clearRatio', () => {
     // open, then hovering just under the threshold (1.9 > 2 * 0.8) never clears
     const d = run([3, 3, 3, 1.9, 1.9, 1.9, 1.9, 1.9]);

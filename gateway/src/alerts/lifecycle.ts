@@ -79,7 +79,7 @@ export class AlertLifecycle {
     return this.listeners.size;
   }
 
-  private emit(event: AlertEventType, alert: Alert, at: number, reason?: 'peak' | 'severity'): void {
+  private emit(event: AlertEventType, alert: Alert, at: number, reason?: AlertTransition['reason']): void {
     const t: AlertTransition = reason ? { seq: ++this.seq, event, at, reason, alert } : { seq: ++this.seq, event, at, alert };
     this.o.metrics.transitions.inc({ event, kind: alert.kind });
     if (event === 'resolved') this.throttle.delete(alert.id);
@@ -180,13 +180,21 @@ export class AlertLifecycle {
       }
     }
     if (a.contributors.length === 0 && contributors.length > 0) a.contributors = contributors;
+    // A channel the alert does not name leads the condition now (a second fault while the alert for the
+    // first is still open): it goes first, the earlier ones stay after it.
+    const known = new Set(a.contributors.map((c) => c.metric));
+    const lead = contributors[0];
+    const newChannel = lead !== undefined && !known.has(lead.metric);
+    if (newChannel) a.contributors = [...contributors.filter((c) => !known.has(c.metric)), ...a.contributors].slice(0, this.o.topContributors);
     a.contributorsText = textOf(a.contributors);
     const escalated = severityRank(e.severity) > severityRank(existing.severity);
     if (escalated) a.severity = e.severity;
     this.o.store.update(a);
-    // Publish an update at once on escalation, otherwise only a higher peak, at most once per interval.
+    // Publish an update at once on escalation or a newly named channel (each channel once per alert, so
+    // this is bounded), otherwise only a higher peak, at most once per interval.
     const th = this.throttle.get(a.id) ?? { lastAt: -Infinity, pending: false };
     if (escalated) this.emit('updated', a, now, 'severity');
+    else if (newChannel) this.emit('updated', a, now, 'contributors');
     else if (peak && now - th.lastAt >= this.o.updateNotifyIntervalMs) this.emit('updated', a, now, 'peak');
     else if (peak) this.throttle.set(a.id, { lastAt: th.lastAt, pending: true });
   }

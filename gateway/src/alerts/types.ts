@@ -63,8 +63,8 @@ export interface AlertTransition {
   event: AlertEventType;
   /** Time of the transition: the condition's event time for opened/auto-resolved, the gateway clock otherwise. */
   at: number;
-  /** For `updated`: what changed enough to publish (a higher peak, or a higher severity). */
-  reason?: 'peak' | 'severity';
+  /** For `updated`: what changed enough to publish (a higher peak, a higher severity, or a channel the alert did not name leads it now). */
+  reason?: 'peak' | 'severity' | 'contributors';
   alert: Alert;
 }
 

@@ -89,6 +89,26 @@ export const detectionConfigSchema = z
       })
       .prefault({})
       .describe('Drift statistic beside the window score: per feature, a moving average of the model\'s residual, calibrated on the machine\'s own baseline.'),
+    recurrence: z
+      .strictObject({
+        enabled: z
+          .boolean().default(true)
+          .describe('Also watch for short far-out events (a spike, a brief stall) that recur more often than in the machine\'s own baseline, which k-of-n alone misses because each lasts only a window or two. Needs a model with a `resid` output (the built-in one has it).'),
+        level: z
+          .number().min(1).default(5)
+          .describe('A window is far out for a feature when its residual (conditional sd: how far it is from what the machine\'s other channels predict) is more than this from the feature\'s recent level; a slot with any far-out window counts.'),
+        horizonMs: z
+          .number().int().min(60_000).max(7 * 24 * 3_600_000).default(3_600_000)
+          .describe('Far-out windows are counted over this much event time (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it).'),
+        slots: z
+          .number().int().min(2).max(60).default(6)
+          .describe('The horizon is cut into this many slots (10 min each by default) and a slot counts once however many far-out windows it holds, so a few minutes of start-up or shut-down flicker count as one.'),
+        falseAlertsPerWeek: z
+          .number().positive().max(10).default(0.1)
+          .describe('Expected false alerts per machine-week this statistic may add on a machine that behaves like its baseline; sets, per feature, how many slots of a horizon may hold far-out windows and still be normal (binomial tail of the baseline rate, and never fewer than the baseline itself held).'),
+      })
+      .prefault({})
+      .describe('Recurrence statistic beside the window score: per feature, slots of a sliding horizon holding far-out windows against the rate in the machine\'s own baseline.'),
     model: z
       .strictObject({
         manifest: z.string().default('').describe('Path of a model manifest JSON (see models/README.md, "Bring your own model"). Empty = the built-in mahalanobis-v1.'),

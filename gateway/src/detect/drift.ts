@@ -58,6 +58,17 @@ export function initialDriftState(features: number): DriftState {
   return { e: new Float64Array(features) };
 }
 
+/**
+ * Windows that never came (the machine was silent, or the gateway was down) count as residual 0, as a
+ * missing feature does: the average decays by one step per missed hop instead of freezing at its old
+ * value. `missed` = hops between the last window folded in and this one, minus 1.
+ */
+export function decayDrift(st: DriftState, missed: number, lambda: number): void {
+  if (!(missed > 0)) return;
+  const k = Math.pow(1 - lambda, missed);
+  for (let i = 0; i < st.e.length; i++) st.e[i] = (st.e[i] as number) * k;
+}
+
 /** Update the EWMA with one window's residuals; a non-finite residual counts as 0 (missing). */
 export function updateDrift(st: DriftState, resid: ArrayLike<number>, lambda: number, clip: number): void {
   const f = st.e.length;

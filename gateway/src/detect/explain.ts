@@ -124,3 +124,25 @@ export function driftContributor(p: ModelParams, feature: number, ewma: number, 
     text: `${metric} ${what} persistently ${dir} than the other channels explain (${fmt(Math.abs(ewma))} sd on average over ~${mins} min, ${fmt(value)}x its normal spread)`,
   };
 }
+
+/**
+ * Contributor for recurring far-out windows of one feature: `count` of the last `slots` slots held one,
+ * where the machine's baseline makes about `expected` per horizon.
+ */
+export function recurrenceContributor(p: ModelParams, feature: number, count: number, expected: number, cal: { horizonMs: number; slots: number }): Contributor | undefined {
+  const parsed = parseFeatureKey(p.featureKeys[feature] ?? '');
+  if (!parsed) return undefined;
+  const { metric, feature: f } = parsed;
+  const what = f === 'logstd' ? 'fluctuation (spikes or bursts)' : f === 'presence' ? 'presence (gaps)' : f;
+  const slotMin = cal.horizonMs / cal.slots / 60_000;
+  const whole = (v: number) => (Number.isInteger(v) ? String(v) : fmt(v));
+  const slot = slotMin >= 1 ? `${whole(slotMin)}-minute` : `${whole(slotMin * 60)}-second`;
+  return {
+    metric,
+    feature: 'recurrence',
+    value: count,
+    baseline: Number(expected.toPrecision(3)),
+    ratio: expected > 0 ? Number((count / expected).toFixed(1)) : count,
+    text: `${metric} ${what} far out in ${count} of the last ${cal.slots} ${slot} periods (baseline about ${fmt(expected)})`,
+  };
+}

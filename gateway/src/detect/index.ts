@@ -16,13 +16,14 @@ import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type FeatureRow, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
-import { calibrateDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
+import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
-import { driftContributor, explain } from './explain.js';
+import { driftContributor, explain, recurrenceContributor } from './explain.js';
 import { quantile } from './linalg.js';
 import { builtinManifestPath, ScoringModel, type ModelManifest, type ScoreRequest } from './model.js';
 import { calibrateThreshold, initialPolicyState, stepPolicy, type PolicyState } from './policy.js';
-import { DetectionStore, type FittedBaseline, type StoredScore } from './store.js';
+import { calibrateRecurrence, initialRecurrenceState, recurrenceValue, updateRecurrence, type RecurrenceState } from './recurrence.js';
+import { DetectionStore, type FittedBaseline, type MonitorState, type StoredScore } from './store.js';
 import { MachineWindower, type ClosedWindow } from './window.js';
 
 export { detectionConfigSchema, type DetectionConfig } from './config.js';
@@ -118,8 +119,14 @@ interface MachineState {
   lastWindowEnd: number | null;
   lastScore: number | null;
   seenMetrics: Set<string>;
-  /** EWMA of the model's residuals (drift.ts); in memory only: it restarts from 0 after a restart. */
+  /** EWMA of the model's residuals (drift.ts); persisted in the store's `monitors` table. */
   drift: DriftState | null;
+  /** Slots of the last horizon with a far-out window, and recent levels, per feature (recurrence.ts); persisted with the drift. */
+  recur: RecurrenceState | null;
+  /** Event time of the last window folded into the running statistics (null: none yet). */
+  monitorEnd: number | null;
+  /** Event time of the running statistics last written to the store; -Infinity = never. */
+  monitorSavedEnd: number;
 }
 
 interface Pending {
@@ -128,6 +135,12 @@ interface Pending {
 }
 
 const MAX_FITS_PER_FLUSH = 4;
+/**
+ * Running statistics are written with the scoring transaction at most once per this much event time per
+ * machine (and on close): a crash loses at most these few minutes of a 30 min average, and the store
+ * does not get a second row per window beside the score.
+ */
+const MONITOR_SAVE_EVERY_MS = 5 * 60_000;
 
 class DetectionImpl extends EventEmitter implements Detection {
   private readonly machinesById = new Map<string, MachineState>();
@@ -158,6 +171,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.deleteBaseline(machine);
     }
     const conditions = this.store.conditions();
+    const monitors = this.store.monitors();
     for (const b of valid) {
       if (b.modelName !== this.model.manifest.name || !this.compatible(b.params)) {
         this.deps.logger.warn({ machine: b.machine, model: b.modelName }, 'stored baseline was fitted for another model; the machine re-learns its baseline');
@@ -171,6 +185,17 @@ class DetectionImpl extends EventEmitter implements Detection {
       st.phase = 'scoring';
       st.baseline = b;
       st.policy = conditions.get(b.machine) ?? initialPolicyState();
+      const mon = monitors.get(b.machine);
+      if (mon) {
+        // Only a state of this very baseline's features continues; anything else starts from 0.
+        if (mon.drift && b.drift && mon.drift.length === b.drift.sigma.length) st.drift = { e: Float64Array.from(mon.drift) };
+        st.recur = restoreRecurrence(mon.recurrence, b.recurrence?.p.length ?? 0);
+        st.monitorEnd = mon.end;
+        st.monitorSavedEnd = mon.end;
+      }
+    }
+    for (const machine of monitors.keys()) {
+      if (this.machinesById.get(machine)?.phase !== 'scoring') this.store.deleteMonitor(machine);
     }
     for (const s of this.store.learningSummary()) {
       const st = this.state(s.machine);
@@ -203,6 +228,9 @@ class DetectionImpl extends EventEmitter implements Detection {
         lastScore: null,
         seenMetrics: new Set(),
         drift: null,
+        recur: null,
+        monitorEnd: null,
+        monitorSavedEnd: -Infinity,
       };
       this.machinesById.set(machine, st);
     }
@@ -357,11 +385,24 @@ class DetectionImpl extends EventEmitter implements Detection {
         const dc = b.drift;
         if (this.cfg.drift.enabled && dc && r.resid && dc.sigma.length === r.resid.length) {
           if (!t.st.drift || t.st.drift.e.length !== dc.sigma.length) t.st.drift = initialDriftState(dc.sigma.length);
+          else if (t.st.monitorEnd !== null) decayDrift(t.st.drift, Math.round((t.w.end - t.st.monitorEnd) / this.cfg.hopMs) - 1, dc.lambda);
           updateDrift(t.st.drift, r.resid, dc.lambda, dc.clip);
           drift = driftValue(t.st.drift, dc.sigma);
         }
+        // Recurrence: slots of the last horizon with a far-out window, per feature, against the baseline's rate; enters
+        // the score the same way (recurrence 1 = the threshold).
+        let recur: ReturnType<typeof recurrenceValue> | null = null;
+        const rc = b.recurrence;
+        if (this.cfg.recurrence.enabled && rc && r.resid && rc.p.length === r.resid.length) {
+          if (!t.st.recur || t.st.recur.hit.length !== rc.p.length) t.st.recur = initialRecurrenceState(rc.p.length);
+          updateRecurrence(t.st.recur, r.resid, t.w.end, rc);
+          recur = recurrenceValue(t.st.recur, rc);
+        }
+        t.st.monitorEnd = Math.max(t.st.monitorEnd ?? -Infinity, t.w.end);
+        if (t.st.monitorEnd - t.st.monitorSavedEnd >= MONITOR_SAVE_EVERY_MS) this.saveMonitor(t.st);
         const driftScore = drift ? (b.threshold * drift.value) / this.cfg.drift.limit : 0;
-        const score = Math.max(windowScore, driftScore);
+        const recurScore = recur ? b.threshold * recur.value : 0;
+        const score = Math.max(windowScore, driftScore, recurScore);
         const above = score > b.threshold;
         let contributors: Contributor[] = [];
         if (above || t.st.policy.open) {
@@ -369,6 +410,10 @@ class DetectionImpl extends EventEmitter implements Detection {
           if (drift && drift.feature >= 0 && drift.value > this.cfg.drift.limit) {
             const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, this.driftTimeConstantMs());
             if (dcontrib) contributors = (driftScore >= windowScore ? [dcontrib, ...contributors] : [...contributors.slice(0, k - 1), dcontrib]).slice(0, k);
+          }
+          if (recur && rc && recur.feature >= 0 && recur.value > 1) {
+            const rcontrib = recurrenceContributor(b.params, recur.feature, recur.count, recur.expected, rc);
+            if (rcontrib) contributors = (recurScore >= Math.max(windowScore, driftScore) ? [rcontrib, ...contributors] : [...contributors.slice(0, k - 1), rcontrib]).slice(0, k);
           }
         }
         t.st.lastScore = score;
@@ -388,6 +433,12 @@ class DetectionImpl extends EventEmitter implements Detection {
     });
   }
 
+  private saveMonitor(st: MachineState): void {
+    if (st.monitorEnd === null) return;
+    this.store.putMonitor(st.id, { end: st.monitorEnd, drift: st.drift ? Array.from(st.drift.e) : null, recurrence: st.recur ? saveRecurrence(st.recur) : null });
+    st.monitorSavedEnd = st.monitorEnd;
+  }
+
   private learningDone(st: MachineState): boolean {
     const first = st.learnRows[0];
     const last = st.learnRows[st.learnRows.length - 1];
@@ -401,6 +452,11 @@ class DetectionImpl extends EventEmitter implements Detection {
    */
   private driftTimeConstantMs(): number {
     return Math.min(this.cfg.drift.timeConstantMs, this.cfg.baseline.durationMs / 8);
+  }
+
+  /** Same cap as the drift time constant: the baseline must hold several horizons to calibrate the rate. */
+  private recurrenceHorizonMs(): number {
+    return Math.min(this.cfg.recurrence.horizonMs, this.cfg.baseline.durationMs / 8);
   }
 
   private fitOptions() {
@@ -438,15 +494,20 @@ class DetectionImpl extends EventEmitter implements Detection {
       const { threshold, qValue } = calibrateThreshold(scores, t);
       // Drift spread: the same EWMA run over the out-of-sample residuals in time order.
       let drift: FittedBaseline['drift'];
-      if (this.cfg.drift.enabled && this.model.hasResiduals) {
+      let recurrence: FittedBaseline['recurrence'];
+      if ((this.cfg.drift.enabled || this.cfg.recurrence.enabled) && this.model.hasResiduals) {
         const series: Array<Float64Array | undefined> = new Array(vectors.length);
         res.forEach((r, j) => {
           if (r.resid) series[at[j] as number] = r.resid;
         });
         const ordered = series.filter((x): x is Float64Array => x !== undefined);
-        if (ordered.length > 0) {
+        if (this.cfg.drift.enabled && ordered.length > 0) {
           const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());
           drift = calibrateDrift(ordered, keys.length, lambda, this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
+        }
+        if (this.cfg.recurrence.enabled && ordered.length > 0) {
+          const rcfg = this.cfg.recurrence;
+          recurrence = calibrateRecurrence(ordered, keys.length, { level: rcfg.level, horizonMs: this.recurrenceHorizonMs(), slots: rcfg.slots, hopMs: this.cfg.hopMs, budget: rcfg.falseAlertsPerWeek, lambda: driftLambda(this.cfg.hopMs, this.driftTimeConstantMs()), clip: this.cfg.drift.clip });
         }
       }
       const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
@@ -465,16 +526,21 @@ class DetectionImpl extends EventEmitter implements Detection {
         fittedAt: this.now(),
         metrics,
         ...(drift ? { drift } : {}),
+        ...(recurrence ? { recurrence } : {}),
       };
       this.store.transaction(() => {
         this.store.putBaseline(b);
         this.store.clearLearning(st.id);
+        this.store.deleteMonitor(st.id);
       });
       st.baseline = b;
       st.phase = 'scoring';
       st.learnRows = [];
       st.seenMetrics = new Set();
       st.drift = null;
+      st.recur = null;
+      st.monitorEnd = null;
+      st.monitorSavedEnd = -Infinity;
       this.m.baselinesFitted.inc();
       this.deps.logger.info(
         { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
@@ -499,7 +565,7 @@ class DetectionImpl extends EventEmitter implements Detection {
 
   private applyPolicy(st: MachineState, score: number, threshold: number, end: number, contributors: Contributor[]): void {
     const pol = this.cfg.policy;
-    const d = stepPolicy(st.policy, pol, score, threshold, end);
+    const d = stepPolicy(st.policy, pol, score, threshold, end, [...new Set(contributors.map((c) => c.metric))]);
     if (d.type === 'none') {
       if (st.policy.open || st.policy.history.some((h) => h.above)) this.store.putCondition(st.id, st.policy);
       return;
@@ -517,7 +583,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         score,
         threshold,
         contributors,
-        message: `Anomaly score ${score.toFixed(1)} above threshold ${threshold.toFixed(1)} for ${d.aboveCount} of the last ${pol.n} windows${top ? `: ${top}` : ''}`,
+        message: `${d.type === 'update' && d.reason === 'channel' ? `Anomaly still open, now led by ${contributors[0]?.metric ?? 'another channel'}: score` : 'Anomaly score'} ${score.toFixed(1)} above threshold ${threshold.toFixed(1)} for ${d.aboveCount} of the last ${pol.n} windows${top ? `: ${top}` : ''}`,
       } satisfies ConditionEvent);
     } else {
       this.m.conditions.inc({ event: 'clear' });
@@ -593,6 +659,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.deleteBaseline(machine);
       this.store.clearLearning(machine);
       this.store.deleteCondition(machine);
+      this.store.deleteMonitor(machine);
     });
     this.pending = this.pending.filter((p) => p.machine !== machine);
     st.baseline = null;
@@ -601,6 +668,9 @@ class DetectionImpl extends EventEmitter implements Detection {
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
     st.drift = null;
+    st.recur = null;
+    st.monitorEnd = null;
+    st.monitorSavedEnd = -Infinity;
     this.m.resets.inc();
     if (wasOpen) {
       this.m.conditions.inc({ event: 'clear' });
@@ -674,9 +744,33 @@ class DetectionImpl extends EventEmitter implements Detection {
     // only as far as those readings go; a partial window is better unscored than scored half-empty).
     await this.flush().catch((e: unknown) => this.deps.logger.error({ err: e }, 'final detection flush failed'));
     this.closed = true;
+    try {
+      this.store.transaction(() => {
+        for (const st of this.machinesById.values()) if (st.phase === 'scoring' && st.monitorEnd !== null && st.monitorEnd > st.monitorSavedEnd) this.saveMonitor(st);
+      });
+    } catch (e) {
+      this.deps.logger.error({ err: e }, 'could not save the running drift and recurrence statistics; they restart from their last saved state');
+    }
     this.store.close();
     await this.model.close();
   }
+}
+
+function saveRecurrence(r: RecurrenceState): NonNullable<MonitorState['recurrence']> {
+  const hit: Array<[number, number]> = [];
+  r.hit.forEach((list, i) => {
+    for (const slot of list) hit.push([i, slot]);
+  });
+  return { hit, local: Array.from(r.local) };
+}
+
+/** Back from the store; a state that does not fit the baseline's features starts empty. */
+function restoreRecurrence(saved: MonitorState['recurrence'], features: number): RecurrenceState | null {
+  if (!saved || features === 0 || saved.local.length !== features || saved.hit.some(([i]) => i >= features)) return null;
+  const st = initialRecurrenceState(features);
+  st.local.set(saved.local);
+  for (const [i, slot] of [...saved.hit].sort((a, b) => a[1] - b[1])) (st.hit[i] as number[]).push(slot);
+  return st;
 }
 
 function createMetrics(registry: Registry | undefined, d: DetectionImpl) {

@@ -2,8 +2,9 @@
  * k-of-n opening and hysteresis clearing of one machine's anomaly condition.
  *
  * Opens when at least k of the last n scored windows are above the threshold (one noisy window never
- * pages anyone). While open: an update when the score beats the last reported peak by updateRatio or the
- * severity rises. Clears after clearWindows consecutive windows below threshold x clearRatio, so a score
+ * pages anyone). While open: an update when the score beats the last reported peak by updateRatio, the
+ * severity rises, or an above-threshold window is led by a channel the last report did not name (a new
+ * fault starting while an alert for something else is still open must not go unsaid). Clears after clearWindows consecutive windows below threshold x clearRatio, so a score
  * hovering at the threshold does not flap.
  */
 export interface PolicyOptions {
@@ -39,19 +40,22 @@ export interface PolicyState {
   /** Last n above/below flags with the window end of each above flag. */
   history: Array<{ above: boolean; end: number }>;
   belowRun: number;
+  /** Metrics named in any event (open or update) since the condition opened. */
+  reportedMetrics: string[];
 }
 
 export type PolicyDecision =
   | { type: 'none' }
   | { type: 'open'; since: number; severity: 'warning' | 'critical'; aboveCount: number }
-  | { type: 'update'; since: number; severity: 'warning' | 'critical'; aboveCount: number }
+  | { type: 'update'; since: number; severity: 'warning' | 'critical'; aboveCount: number; reason: 'peak' | 'severity' | 'channel' }
   | { type: 'clear'; at: number };
 
 export function initialPolicyState(): PolicyState {
-  return { open: false, since: null, reportedPeak: 0, reportedSeverity: null, history: [], belowRun: 0 };
+  return { open: false, since: null, reportedPeak: 0, reportedSeverity: null, history: [], belowRun: 0, reportedMetrics: [] };
 }
 
-export function stepPolicy(st: PolicyState, opts: PolicyOptions, score: number, threshold: number, windowEnd: number): PolicyDecision {
+/** `named`: the metrics this window's contributors name, the dominant one first (empty when unknown). */
+export function stepPolicy(st: PolicyState, opts: PolicyOptions, score: number, threshold: number, windowEnd: number, named: readonly string[] = []): PolicyDecision {
   const above = score > threshold;
   st.history.push({ above, end: windowEnd });
   while (st.history.length > opts.n) st.history.shift();
@@ -65,6 +69,7 @@ export function stepPolicy(st: PolicyState, opts: PolicyOptions, score: number, 
       st.reportedPeak = score;
       st.reportedSeverity = severity;
       st.belowRun = 0;
+      st.reportedMetrics = [...named];
       return { type: 'open', since: st.since, severity, aboveCount };
     }
     return { type: 'none' };
@@ -78,13 +83,20 @@ export function stepPolicy(st: PolicyState, opts: PolicyOptions, score: number, 
     st.reportedSeverity = null;
     st.belowRun = 0;
     st.history = [];
+    st.reportedMetrics = [];
     return { type: 'clear', at: windowEnd };
   }
   const severityUp = severity === 'critical' && st.reportedSeverity !== 'critical';
-  if (score > st.reportedPeak * opts.updateRatio || severityUp) {
+  const peak = score > st.reportedPeak * opts.updateRatio;
+  const lead = named[0];
+  const newChannel = above && lead !== undefined && !st.reportedMetrics.includes(lead);
+  if (peak || severityUp || newChannel) {
     st.reportedPeak = Math.max(st.reportedPeak, score);
     st.reportedSeverity = severityUp ? 'critical' : (st.reportedSeverity ?? severity);
-    return { type: 'update', since: st.since ?? windowEnd, severity: st.reportedSeverity, aboveCount };
+    // Every channel named since the condition opened: each can lead to at most one such update, so two
+    // channels taking turns at the top cannot flood anyone.
+    st.reportedMetrics = [...new Set([...st.reportedMetrics, ...named])];
+    return { type: 'update', since: st.since ?? windowEnd, severity: st.reportedSeverity, aboveCount, reason: severityUp ? 'severity' : peak ? 'peak' : 'channel' };
   }
   return { type: 'none' };
 }

@@ -1,7 +1,7 @@
 /**
  * Durable detection state in `<dataDir>/detection.sqlite` (owned by this module only): baselines being
- * learnt (their windows) and fitted, each machine's open/closed anomaly condition, and recent window
- * scores for GET /machines/:id/anomaly. WAL mode; writes are batched in one transaction per scoring tick.
+ * learnt (their windows) and fitted, each machine's open/closed anomaly condition, its running drift and
+ * recurrence statistics, and recent window scores for GET /machines/:id/anomaly. WAL mode; writes are batched in one transaction per scoring tick.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -30,6 +30,10 @@ export const fittedBaselineSchema = z.object({
   metrics: z.array(z.string()),
   /** Absent in baselines fitted before the drift statistic existed (drift then stays off for that machine). */
   drift: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
+  /** Absent in baselines fitted before the recurrence statistic existed (it then stays off for that machine). */
+  recurrence: z
+    .object({ level: z.number(), lambda: z.number(), clip: z.number(), horizonMs: z.number(), slots: z.number().int().min(1), p: z.array(z.number()), allowed: z.array(z.number()), hits: z.array(z.number()), baselineSlots: z.number() })
+    .optional(),
 });
 export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
 
@@ -40,7 +44,21 @@ const policySchema = z.object({
   reportedSeverity: z.enum(['warning', 'critical']).nullable(),
   history: z.array(z.object({ above: z.boolean(), end: z.number() })),
   belowRun: z.number(),
+  /** Absent in conditions stored before alerts named a new leading channel. */
+  reportedMetrics: z.array(z.string()).default([]),
 });
+
+/**
+ * A machine's running detection statistics (drift EWMA, recurrence slots), so a restart continues them instead of
+ * starting from 0. `end` = event time of the last window folded in.
+ */
+export const monitorStateSchema = z.object({
+  end: z.number(),
+  drift: z.array(z.number()).nullable(),
+  /** Recurrence: hit slots [feature, slot index] within the horizon, and each feature's recent level. */
+  recurrence: z.object({ hit: z.array(z.tuple([z.number().int().min(0), z.number().int()])), local: z.array(z.number()) }).nullable().default(null),
+});
+export type MonitorState = z.infer<typeof monitorStateSchema>;
 
 const rowSchema = z.record(z.string(), z.record(z.string(), z.number()));
 
@@ -60,6 +78,9 @@ export class DetectionStore {
     putCondition: Database.Statement;
     getConditions: Database.Statement;
     delCondition: Database.Statement;
+    putMonitor: Database.Statement;
+    getMonitors: Database.Statement;
+    delMonitor: Database.Statement;
     putScore: Database.Statement;
     getScores: Database.Statement;
     pruneScores: Database.Statement;
@@ -75,6 +96,7 @@ export class DetectionStore {
         CREATE TABLE IF NOT EXISTS learning (machine TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (machine, window_start));
         CREATE TABLE IF NOT EXISTS baselines (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS conditions (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS monitors (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS scores (machine TEXT NOT NULL, window_end INTEGER NOT NULL, window_start INTEGER NOT NULL, phase TEXT NOT NULL,
           score REAL NOT NULL, threshold REAL, above INTEGER NOT NULL, contributors TEXT NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (machine, window_end));
       `);
@@ -93,6 +115,9 @@ export class DetectionStore {
       putCondition: db.prepare('INSERT OR REPLACE INTO conditions (machine, body) VALUES (?, ?)'),
       getConditions: db.prepare('SELECT machine, body FROM conditions'),
       delCondition: db.prepare('DELETE FROM conditions WHERE machine = ?'),
+      putMonitor: db.prepare('INSERT OR REPLACE INTO monitors (machine, body) VALUES (?, ?)'),
+      getMonitors: db.prepare('SELECT machine, body FROM monitors'),
+      delMonitor: db.prepare('DELETE FROM monitors WHERE machine = ?'),
       putScore: db.prepare('INSERT OR REPLACE INTO scores (machine, window_end, window_start, phase, score, threshold, above, contributors, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       getScores: db.prepare('SELECT * FROM scores WHERE machine = ? AND window_end >= ? AND window_end <= ? ORDER BY window_end LIMIT ?'),
       pruneScores: db.prepare('DELETE FROM scores WHERE window_end < ?'),
@@ -168,6 +193,28 @@ export class DetectionStore {
         if (p.success) out.set(r.machine, p.data);
       } catch {
         /* unreadable: the machine starts with a closed condition */
+      }
+    }
+    return out;
+  }
+
+  putMonitor(machine: string, s: MonitorState): void {
+    this.st.putMonitor.run(machine, JSON.stringify(s));
+  }
+
+  deleteMonitor(machine: string): void {
+    this.st.delMonitor.run(machine);
+  }
+
+  /** Stored running statistics; an unreadable one is left out (that machine's statistics start from 0). */
+  monitors(): Map<string, MonitorState> {
+    const out = new Map<string, MonitorState>();
+    for (const r of this.st.getMonitors.all() as Array<{ machine: string; body: string }>) {
+      try {
+        const p = monitorStateSchema.safeParse(JSON.parse(r.body));
+        if (p.success) out.set(r.machine, p.data);
+      } catch {
+        /* unreadable: starts from 0 */
       }
     }
     return out;
