@@ -282,8 +282,8 @@ describe('Detection facade', () => {
         });
     };
     const base = { baseline: { ...cfg.baseline, durationMs: 60 * 60_000, minWindows: 30 } };
-    const run = async (on: boolean, dir = mkdtempSync(join(tmpdir(), 'detect-recur-'))) => {
-      const s = await start(dir, { ...base, recurrence: { ...cfg.recurrence, enabled: on } });
+    const run = async (on: boolean, dir = mkdtempSync(join(tmpdir(), 'detect-recur-')), over: Record<string, unknown> = base) => {
+      const s = await start(dir, { ...over, recurrence: { ...cfg.recurrence, enabled: on } });
       const gen = stream(5);
       s.det.push(gen(3700, false));
       await s.det.flush();
@@ -296,6 +296,20 @@ describe('Detection facade', () => {
     expect(without.scores.filter((x) => x.phase === 'scoring' && x.above).length).toBeGreaterThan(10); // the spikes show
     expect(without.conds.filter((c) => c.active)).toHaveLength(0); // but never k of n in a row
     await without.det.close();
+
+    // An 8 min baseline caps the horizon at 1 min: 10 s slots, shorter than two windows, so one spike would
+    // fill consecutive slots. The statistic stays off for that machine: no calibration stored, and nothing it
+    // says (so short a baseline raises window-score conditions of its own; they are not the point here).
+    const short = await run(true, undefined, { baseline: { ...cfg.baseline, durationMs: 8 * 60_000, minWindows: 30 } });
+    expect(short.det.baseline('m')?.phase).toBe('scoring');
+    expect(short.scores.filter((x) => x.phase === 'scoring' && x.above).length).toBeGreaterThan(10);
+    expect(short.scores.flatMap((x) => x.contributors).filter((c) => c.feature === 'recurrence')).toHaveLength(0);
+    await short.det.close();
+    const sdb = new Database(join(short.dir, 'detection.sqlite'), { readonly: true });
+    const stored = sdb.prepare('SELECT * FROM baselines').all() as Record<string, unknown>[];
+    sdb.close();
+    expect(stored).toHaveLength(1);
+    expect(JSON.stringify(stored[0])).not.toMatch(/allowed/);
 
     const withR = await run(true);
     const open = withR.conds.find((c) => c.active);

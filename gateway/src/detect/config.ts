@@ -102,7 +102,7 @@ export const detectionConfigSchema = z
           .describe('Far-out windows are counted over this much event time (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it).'),
         slots: z
           .number().int().min(2).max(60).default(6)
-          .describe('The horizon is cut into this many slots (10 min each by default) and a slot counts once however many far-out windows it holds, so a few minutes of start-up or shut-down flicker count as one.'),
+          .describe('The horizon is cut into this many slots (10 min each by default) and a slot counts once however many far-out windows it holds, so a few minutes of start-up or shut-down flicker count as one. A machine whose slots would be shorter than two windows (a baseline too short for the horizon) gets no recurrence statistic.'),
         falseAlertsPerWeek: z
           .number().positive().max(10).default(0.1)
           .describe('Expected false alerts per machine-week this statistic may add on a machine that behaves like its baseline; sets, per feature, how many slots of a horizon may hold far-out windows and still be normal (binomial tail of the baseline rate, and never fewer than the baseline itself held).'),

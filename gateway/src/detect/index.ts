@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
-import { blockFolds, fitParams, selectFeatureKeys, vectorize, type FeatureRow, type ModelParams } from './baseline.js';
+import { blockFolds, fitParams, selectFeatureKeys, vectorize, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
 import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
@@ -112,7 +112,12 @@ interface MachineState {
   id: string;
   windower: MachineWindower | null;
   phase: 'learning' | 'scoring';
-  learnRows: Array<{ start: number; end: number; row: FeatureRow }>;
+  /**
+   * Learning progress only: the learning windows themselves are in the detection store (written as they
+   * close) and read back once, at fit time, so a long baseline (a week of windows) costs no memory per
+   * machine while it is being learnt.
+   */
+  learn: LearnSummary | null;
   baseline: FittedBaseline | null;
   policy: PolicyState;
   lastArrival: number;
@@ -127,6 +132,13 @@ interface MachineState {
   monitorEnd: number | null;
   /** Event time of the running statistics last written to the store; -Infinity = never. */
   monitorSavedEnd: number;
+}
+
+interface LearnSummary {
+  /** Learning windows so far, start of the first and end of the newest (event time, ms). */
+  n: number;
+  first: number;
+  last: number;
 }
 
 interface Pending {
@@ -203,7 +215,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         this.store.clearLearning(s.machine);
         continue;
       }
-      st.learnRows = this.store.learningWindows(s.machine);
+      st.learn = { n: s.n, first: s.first, last: s.last };
     }
   }
 
@@ -220,7 +232,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         id: machine,
         windower: null,
         phase: 'learning',
-        learnRows: [],
+        learn: null,
         baseline: null,
         policy: initialPolicyState(),
         lastArrival: 0,
@@ -334,7 +346,10 @@ class DetectionImpl extends EventEmitter implements Detection {
         const w = p.window;
         st.lastWindowEnd = w.end;
         if (st.phase === 'learning' && !completed.includes(st)) {
-          st.learnRows.push({ start: w.start, end: w.end, row: w.metrics });
+          if (st.learn) {
+            st.learn.n++;
+            st.learn.last = Math.max(st.learn.last, w.end);
+          } else st.learn = { n: 1, first: w.start, last: w.end };
           this.store.putLearningWindow(st.id, w.start, w.end, w.metrics);
           this.m.windows.inc({ result: 'learning' });
           this.emitScore({ machine: st.id, windowStart: w.start, windowEnd: w.end, phase: 'learning', score: 0, threshold: null, above: false, contributors: [], modelVersion: this.model.manifest.version });
@@ -440,10 +455,8 @@ class DetectionImpl extends EventEmitter implements Detection {
   }
 
   private learningDone(st: MachineState): boolean {
-    const first = st.learnRows[0];
-    const last = st.learnRows[st.learnRows.length - 1];
-    if (!first || !last) return false;
-    return last.end - first.start >= this.cfg.baseline.durationMs && st.learnRows.length >= this.cfg.baseline.minWindows;
+    const l = st.learn;
+    return l !== null && l.last - l.first >= this.cfg.baseline.durationMs && l.n >= this.cfg.baseline.minWindows;
   }
 
   /**
@@ -459,6 +472,15 @@ class DetectionImpl extends EventEmitter implements Detection {
     return Math.min(this.cfg.recurrence.horizonMs, this.cfg.baseline.durationMs / 8);
   }
 
+  /**
+   * A slot must span at least two windows: the far-out windows of one short event end within one window
+   * length, so with shorter slots one event fills consecutive slots and the count no longer measures
+   * recurrence (a short baseline caps the horizon, e.g. a few hundred seconds of recorded data).
+   */
+  private recurrenceSlotsFit(): boolean {
+    return this.recurrenceHorizonMs() / this.cfg.recurrence.slots >= 2 * this.cfg.windowMs;
+  }
+
   private fitOptions() {
     const b = this.cfg.baseline;
     return { minShrinkage: b.minShrinkage, scaleFloorRel: b.scaleFloorRel, scaleFloorAbs: 1e-9, maxModes: b.maxModes, minModeWindows: b.minModeWindows };
@@ -467,7 +489,8 @@ class DetectionImpl extends EventEmitter implements Detection {
   /** Fit the machine's baseline and calibrate its threshold on out-of-sample baseline scores. */
   private async fit(st: MachineState): Promise<void> {
     const man = this.model.manifest;
-    const rows = st.learnRows.map((r) => r.row);
+    const learnt = this.store.learningWindows(st.id);
+    const rows = learnt.map((r) => r.row);
     const keys = man.layout === 'fixed' ? [...(man.featureOrder as string[])] : selectFeatureKeys(rows, this.cfg.baseline.features, 0.5, this.cfg.baseline.maxFeatures);
     try {
       if (keys.length === 0) throw new Error('no metric was present in at least half of the baseline windows');
@@ -505,14 +528,14 @@ class DetectionImpl extends EventEmitter implements Detection {
           const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());
           drift = calibrateDrift(ordered, keys.length, lambda, this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
         }
-        if (this.cfg.recurrence.enabled && ordered.length > 0) {
+        if (this.cfg.recurrence.enabled && ordered.length > 0 && this.recurrenceSlotsFit()) {
           const rcfg = this.cfg.recurrence;
           recurrence = calibrateRecurrence(ordered, keys.length, { level: rcfg.level, horizonMs: this.recurrenceHorizonMs(), slots: rcfg.slots, hopMs: this.cfg.hopMs, budget: rcfg.falseAlertsPerWeek, lambda: driftLambda(this.cfg.hopMs, this.driftTimeConstantMs()), clip: this.cfg.drift.clip });
         }
       }
       const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
-      const first = st.learnRows[0] as { start: number };
-      const last = st.learnRows[st.learnRows.length - 1] as { end: number };
+      const first = learnt[0] as { start: number };
+      const last = learnt[learnt.length - 1] as { end: number };
       const b: FittedBaseline = {
         machine: st.id,
         modelName: man.name,
@@ -535,7 +558,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       });
       st.baseline = b;
       st.phase = 'scoring';
-      st.learnRows = [];
+      st.learn = null;
       st.seenMetrics = new Set();
       st.drift = null;
       st.recur = null;
@@ -550,11 +573,13 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.m.errors.inc({ code: 'fit_failed' });
       this.deps.logger.error({ machine: st.id, err: e }, 'baseline fit failed; the machine keeps learning from new windows');
       // Keep the newest half so a machine with a temporary problem (too few metrics) does not loop forever.
-      st.learnRows = st.learnRows.slice(Math.floor(st.learnRows.length / 2));
-      this.store.clearLearning(st.id);
+      const keep = learnt.slice(Math.floor(learnt.length / 2));
       this.store.transaction(() => {
-        for (const r of st.learnRows) this.store.putLearningWindow(st.id, r.start, r.end, r.row);
+        this.store.clearLearning(st.id);
+        for (const r of keep) this.store.putLearningWindow(st.id, r.start, r.end, r.row);
       });
+      const k0 = keep[0];
+      st.learn = k0 ? { n: keep.length, first: k0.start, last: Math.max(...keep.map((r) => r.end)) } : null;
     }
   }
 
@@ -629,19 +654,18 @@ class DetectionImpl extends EventEmitter implements Detection {
         modelVersion: b.modelVersion,
       };
     }
-    const first = st.learnRows[0];
-    const last = st.learnRows[st.learnRows.length - 1];
-    const span = first && last ? last.end - first.start : 0;
-    const progress = Math.min(1, span / cfg.durationMs, st.learnRows.length / cfg.minWindows);
+    const l = st.learn;
+    const span = l ? l.last - l.first : 0;
+    const progress = Math.min(1, span / cfg.durationMs, (l?.n ?? 0) / cfg.minWindows);
     return {
       machine: st.id,
       phase: 'learning',
       progress,
-      windows: st.learnRows.length,
+      windows: l?.n ?? 0,
       minWindows: cfg.minWindows,
       durationMs: cfg.durationMs,
-      from: first ? first.start : null,
-      to: last ? last.end : null,
+      from: l ? l.first : null,
+      to: l ? l.last : null,
       fittedAt: null,
       threshold: null,
       metrics: [],
@@ -664,7 +688,7 @@ class DetectionImpl extends EventEmitter implements Detection {
     this.pending = this.pending.filter((p) => p.machine !== machine);
     st.baseline = null;
     st.phase = 'learning';
-    st.learnRows = [];
+    st.learn = null;
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
     st.drift = null;
