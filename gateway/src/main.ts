@@ -248,7 +248,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         const s = outbox.stats();
         const now = Date.now();
         const rejected = (await metrics.messagesRejected.get()).values;
-        const openByMachine = new Set(alerts.list({ limit: 500, state: 'active' }).alerts.map((a) => a.machine));
+        const openByMachine = alerts.machinesWithActive();
         const det = new Map(detection.machines().map((d) => [d.machine, d]));
         const mem = process.memoryUsage();
         const cpu = process.cpuUsage();

@@ -122,6 +122,7 @@ describe('alert lifecycle', () => {
     const id = h.engine.list({ limit: 1 }).alerts[0]!.id;
     h.clock.t += 5000;
     const acked = h.engine.ack(id, { who: 'Dana', note: 'checking bearing' });
+    expect([...h.engine.machinesWithActive()]).toEqual(['m1']); // acknowledged is still active
     expect(acked).toMatchObject({ state: 'acknowledged', acknowledgedBy: 'Dana', ackNote: 'checking bearing', acknowledgedAt: T0 + 5000 });
     const again = (() => {
       try {
@@ -143,6 +144,7 @@ describe('alert lifecycle', () => {
     expect(() => h!.engine.ack('nope', { who: 'x' })).toThrow(expect.objectContaining({ code: 'ALERT_NOT_FOUND', statusCode: 404 }));
     expect(events(h)).toEqual(['opened', 'acknowledged', 'resolved']);
     expect(h.engine.openCount()).toBe(0);
+    expect(h.engine.machinesWithActive().size).toBe(0);
     // The same episode (same start time) repeating does not reopen what a person resolved...
     h.engine.onCondition(cond({ score: 7 }));
     expect(h.engine.list({ limit: 10 }).alerts).toHaveLength(1);
@@ -183,6 +185,7 @@ describe('alert lifecycle', () => {
     h.engine.onCondition(cond({ machine: 'm2' }));
     h.engine.onCondition(cond());
     expect(h.engine.openCount()).toBe(3);
+    expect([...h.engine.machinesWithActive()].sort()).toEqual(['m1', 'm2']);
     // The store itself refuses a second active alert of the same machine and kind.
     const store = openAlertStore(join(h.dataDir, 'alerts.sqlite'));
     try {

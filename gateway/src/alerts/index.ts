@@ -180,6 +180,10 @@ export async function createAlerts(config: AlertsConfig, deps: AlertsDeps): Prom
       if (closed) return 0;
       return store.countActive().reduce((n, c) => n + c.count, 0);
     },
+    machinesWithActive(): Set<string> {
+      if (closed) return new Set();
+      return new Set(store.machinesWithActive());
+    },
     stream: {
       maxClients: config.stream.maxClients,
       heartbeatMs: config.stream.heartbeatMs,

@@ -203,6 +203,7 @@ export class SqliteAlertStore implements AlertStore {
       countActive: this.db.prepare<[], { kind: string; severity: string; state: string; count: number }>(
         "SELECT kind, severity, state, COUNT(*) AS count FROM alerts WHERE state IN ('open', 'acknowledged') GROUP BY kind, severity, state",
       ),
+      activeMachines: this.db.prepare<[], { machine: string }>("SELECT DISTINCT machine FROM alerts WHERE state IN ('open', 'acknowledged')"),
       prune: this.db.prepare<[number]>("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?"),
       loadSeen: this.db.prepare<[], { machine: string; last_seen: number }>('SELECT machine, last_seen FROM machines_seen'),
       saveSeen: this.db.prepare<[string, number]>(
@@ -300,6 +301,10 @@ export class SqliteAlertStore implements AlertStore {
       state: stateSchema.parse(r.state),
       count: r.count,
     }));
+  }
+
+  machinesWithActive(): string[] {
+    return this.stmts.activeMachines.all().map((r) => r.machine);
   }
 
   pruneResolved(before: number): number {

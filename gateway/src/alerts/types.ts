@@ -183,6 +183,8 @@ export interface AlertEngine {
   subscribe(listener: AlertListener): () => void;
   /** Open plus acknowledged alerts. */
   openCount(): number;
+  /** Machines with at least one open or acknowledged alert (for status tiles: however many alerts are open). */
+  machinesWithActive(): Set<string>;
   /** Settings and bookkeeping hooks of the SSE route (`GET /api/v1/alerts/stream`). */
   readonly stream: StreamHooks;
   /** Flush state, stop webhooks (undelivered transitions are counted as dropped), close the database. */
