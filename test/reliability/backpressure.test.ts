@@ -4,10 +4,13 @@
  * commits are held (reads from their sockets stop), not refused or disconnected, and every
  * reading, QoS 0 and QoS 1, is stored exactly once.
  */
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { scrape, sample, total } from '../security/helpers.js';
+import { freePort } from '../helpers/ports.js';
 import { RecordingPublisher } from './helpers.js';
 
 interface ReadingsBody {
@@ -79,5 +82,48 @@ describe('ingest back-pressure', () => {
     }
     await Promise.all(qos1.map((p) => p.end()));
     await Promise.all(q0Clients.map((c) => c.endAsync()));
+  });
+
+  it('keeps each publisher\'s messages in the order they were sent while holding them', async () => {
+    // Nothing listens on the sink's port, so every accepted reading stays in the outbox, in
+    // acceptance order (AUTOINCREMENT ids): that order is what the forwarder will send.
+    const deadPort = await freePort();
+    const held = await startTestGateway({
+      ingest: { maxPendingReadings: 5 },
+      outbox: { commitIntervalMs: 20 },
+      detection: { enabled: false },
+      sink: { type: 'influxdb-v1', retryInitialMs: 10_000, retryMaxMs: 10_000 },
+      influx: { url: `http://127.0.0.1:${deadPort}`, createDatabase: false },
+    });
+    try {
+      const machines = ['ord-a', 'ord-b', 'ord-c'];
+      const clients = await Promise.all(machines.map((m) => mqtt.connectAsync(held.mqttUrl, { clientId: `bp-${m}`, reconnectPeriod: 0 })));
+      const per = 300;
+      clients.forEach((c, i) => {
+        for (let q = 0; q < per; q++) c.publish(`machines/${machines[i]}/telemetry`, JSON.stringify({ ts: t0 + q, seq: q, metrics: { v: q } }), { qos: (q % 2) as 0 | 1 });
+      });
+      const m = await waitFor(
+        async () => {
+          const x = await scrape(held.httpUrl);
+          return sample(x, 'smartops_readings_accepted_total') >= machines.length * per ? x : undefined;
+        },
+        30000,
+        'every reading accepted',
+      );
+      expect(sample(m, 'smartops_ingest_backpressure_held_messages_total')).toBeGreaterThan(0);
+      const db = new Database(join(held.dataDir, 'outbox.sqlite'), { readonly: true });
+      try {
+        const rows = db.prepare('SELECT machine, data FROM outbox ORDER BY id').all() as { machine: string; data: string }[];
+        for (const machine of machines) {
+          const seqs = rows.filter((r) => r.machine === machine).map((r) => (JSON.parse(r.data) as { s: number }).s);
+          expect(seqs).toEqual(Array.from({ length: per }, (_, i) => i));
+        }
+      } finally {
+        db.close();
+      }
+      await Promise.all(clients.map((c) => c.endAsync(true)));
+    } finally {
+      await held.stop();
+    }
   });
 });
