@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { createFleet } from '../../simulators/src/index.js';
 import { formatSummary, summariseFile, type ProfileSummary } from './cpuprofile.js';
-import { influxdVersion, startBenchInfluxd, type BenchInfluxd } from './influxd.js';
+import { influxdVersion, startInfluxdServer, type Influxd as BenchInfluxd } from '../../test/helpers/influxd-server.js';
 import { freePort, hostFacts, loadAverage, procSample, systemBusySeconds, type ProcSample } from './procstat.js';
 import type { ChildMsg, CmdMsg, InfluxReport, InitMsg, PubReport, SubReport } from './protocol.js';
 import { Hist, quantile, round } from './stats.js';
@@ -475,7 +475,7 @@ function startProbePoller(influx: BenchInfluxd, db: string, load: Load, interval
     while (running) {
       const sent = Date.now();
       try {
-        const series = await influx.query(q, db);
+        const series = await influx.series(q, db);
         const got = Date.now();
         // Visible at some moment between the previous poll and this answer: take the middle.
         const at = (prevSend + got) / 2;
@@ -641,7 +641,7 @@ async function ladder(gw: Gw, influx: BenchInfluxd, load: Load, start: number, f
 }
 
 async function countStored(influx: BenchInfluxd, db: string): Promise<number> {
-  const s = await influx.query(`SELECT count("temp_c") FROM "telemetry" WHERE time > now() - 1d AND time < now() + 1d`, db);
+  const s = await influx.series(`SELECT count("temp_c") FROM "telemetry" WHERE time > now() - 1d AND time < now() + 1d`, db);
   const v = s[0]?.values[0]?.[1];
   return typeof v === 'number' ? v : 0;
 }
@@ -800,7 +800,7 @@ async function scenario(influx: BenchInfluxd, name: string, n: number, qos: 0 | 
 // ------------------------------------------------------------------------------------------- references
 async function influxCeiling(influx: BenchInfluxd): Promise<{ concurrency: number; pointsPerSec: number; p50Ms: number | null; p99Ms: number | null; clientCpuPct: number; influxCpuPct: number | null }[]> {
   log('== reference: InfluxDB write ceiling (raw line protocol, 5000 points per POST, 1000 series, 4 fields)');
-  await influx.query('CREATE DATABASE "bench_ceiling"');
+  await influx.series('CREATE DATABASE "bench_ceiling"');
   const out = [];
   for (const concurrency of [1, 4]) {
     const ip = influx.pid();
@@ -824,7 +824,7 @@ async function influxCeiling(influx: BenchInfluxd): Promise<{ concurrency: numbe
     log(`  concurrency ${concurrency}: ${fmt(pps)} points/s (POST p50 ${r.latP50Ms} ms, p99 ${r.latP99Ms} ms; influxd CPU ${o.influxCpuPct}%, client ${o.clientCpuPct}%, other ${o.otherCpuPct}%)`);
     out.push(o);
   }
-  await influx.query('DROP DATABASE "bench_ceiling"');
+  await influx.series('DROP DATABASE "bench_ceiling"');
   return out;
 }
 
@@ -1155,7 +1155,7 @@ async function main(): Promise<void> {
   };
   const gwCmd = phases.some((p) => !['influx', 'mosquitto'].includes(p)) ? gatewayCommand() : null;
   result.gateway = gwCmd?.describe ?? null;
-  const influx = await startBenchInfluxd();
+  const influx = await startInfluxdServer({ quiet: true });
   cleanups.push(() => influx.stop());
   const scenarios: Record<string, ScenarioResult> = {};
   try {

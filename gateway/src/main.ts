@@ -21,6 +21,7 @@ import { HealthWriter, type MachineStatusName } from './obs/health.js';
 import { AuxWriter } from './sinks/aux-writer.js';
 import { formatPoint } from './sinks/lineprotocol.js';
 import { Ingest } from './ingest/ingest.js';
+import { IngestGate } from './ingest/gate.js';
 import { RejectLog } from './ingest/rejects.js';
 import { MachineRegistry } from './machines/registry.js';
 import { createLogger, RateLimitedLog } from './obs/logger.js';
@@ -174,6 +175,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       onAccepted,
     });
 
+    // --- back-pressure: the broker holds telemetry while one group commit's worth waits
+    const gate = new IngestGate({ maxPendingReadings: config.ingest.maxPendingReadings }, outbox, registry, logger.child({ component: 'ingest' }));
+    outbox.on('settled', () => gate.poke());
+
     // --- broker
     const users = [...config.mqtt.users, ...(config.mqtt.usersFile ? loadUsersFile(config.mqtt.usersFile) : [])];
     const acl = new MqttAcl(users, config.mqtt.allowAnonymous);
@@ -192,7 +197,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         maxInflightPerClient: config.mqtt.maxInflightPerClient,
         maxQueuedBytesPerClient: config.mqtt.maxQueuedBytesPerClient,
       },
-      { ingest, acl, metrics, logger: logger.child({ component: 'mqtt' }) },
+      { ingest, acl, metrics, gate, logger: logger.child({ component: 'mqtt' }) },
     );
     cleanups.push(() => broker.close());
     const ports = await broker.listen();

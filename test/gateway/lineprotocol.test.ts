@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { escapeMeasurement, escapeTag, formatPoint, formatStringField, readingToLine } from '../../gateway/src/sinks/lineprotocol.js';
+import { escapeMeasurement, escapeTag, formatPoint, formatStringField, readingToLine, TelemetryLines } from '../../gateway/src/sinks/lineprotocol.js';
+import type { Reading } from '../../gateway/src/contract/reading.js';
 import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
 
 describe('line protocol escaping', () => {
@@ -17,6 +18,23 @@ describe('line protocol escaping', () => {
   it('formats a reading as a telemetry point with sorted tags and float fields', () => {
     const line = readingToLine({ machine: 'cnc-01', ts: 1700000000123, metrics: { temp_c: 41, 'vib.rms': 0.5 } }, { site: 'plant a', line: undefined });
     expect(line).toBe('telemetry,machine=cnc-01,site=plant\\ a temp_c=41,vib.rms=0.5 1700000000123');
+  });
+  it('TelemetryLines (cached series prefix and field keys) writes exactly what readingToLine writes', () => {
+    const tags: Record<string, Record<string, string | undefined>> = {
+      'press 1,a=b': { site: 'plant a,b=c', line: '', kind: 'press=x' },
+      'cnc-01': { site: 'plant-b', line: 'l 2', kind: undefined },
+    };
+    const tagsFor = (m: string): Record<string, string | undefined> | undefined => tags[m];
+    const lines = new TelemetryLines(tagsFor);
+    const readings: Reading[] = [
+      { machine: 'press 1,a=b', ts: 1700000000123.7, metrics: { 'temp c': 41, 'a,b=c': -0.125, x: 1e21 } },
+      { machine: 'cnc-01', ts: 1700000000124, metrics: { v: 5e-7 } },
+      { machine: 'unknown-9', ts: 1700000000125, metrics: { 'temp c': 2 } },
+      // Second time round: from the caches.
+      { machine: 'press 1,a=b', ts: 1700000000126, metrics: { x: 3, 'temp c': 4 } },
+      { machine: 'cnc-01', ts: 1700000000127, metrics: { v: 6, w: 7 } },
+    ];
+    for (const r of readings) expect(lines.line(r)).toBe(readingToLine(r, tagsFor(r.machine)));
   });
   it('omits empty tags and refuses a point with no fields', () => {
     expect(formatPoint('m', { a: '' }, { v: { int: 3 } }, 5)).toBe('m v=3i 5');

@@ -21,6 +21,7 @@ import { RateLimitedLog } from '../obs/logger.js';
 import { ErrorCodes, GatewayError } from '../errors.js';
 import type { DeviceIdentity, MqttAcl } from '../auth/mqtt-acl.js';
 import type { Ingest } from '../ingest/ingest.js';
+import type { IngestGate } from '../ingest/gate.js';
 import { Counter } from 'prom-client';
 import { guardPacketSize, type OversizePacket } from './frame-guard.js';
 import { LoginThrottle, DEFAULT_THROTTLE, type ThrottleOptions } from '../auth/throttle.js';
@@ -63,6 +64,8 @@ export interface BrokerDeps {
   acl: MqttAcl;
   metrics: CoreMetrics;
   logger: Logger;
+  /** Ingest back-pressure: telemetry waits here while the durable-append queue is full. */
+  gate?: IngestGate;
 }
 
 export interface BrokerPorts {
@@ -236,7 +239,14 @@ export class Broker {
     }
     if (!TELEMETRY_TOPIC_PATTERN.test(packet.topic) && !packet.topic.startsWith('machines/')) return done(null);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // Counted from here (also while held by the gate) so a graceful stop waits for it.
     this.inflight++;
+    const gate = this.deps.gate;
+    if (gate) gate.run(() => this.store(client, packet, payload, done));
+    else this.store(client, packet, payload, done);
+  }
+
+  private store(client: ClientWithIdentity, packet: PublishPacket, payload: Buffer, done: (error?: Error | null) => void): void {
     this.deps.ingest.handle(packet.topic, payload, client.id).then(
       (r) => {
         this.settle();

@@ -155,6 +155,13 @@ export const coreConfigShape = {
       maxAgeMs: ms.default(30 * 24 * 3600 * 1000).describe('A reading timestamp older than this is rejected.'),
       rejectsKept: z.number().int().min(0).max(10000).default(100).describe('How many recent rejects GET /api/v1/rejects shows.'),
       rejectLogIntervalMs: ms.default(10000).describe('At most one reject log line per reason per interval (the rest are counted).'),
+      maxPendingReadings: z
+        .number()
+        .int()
+        .min(1)
+        .max(1000000)
+        .default(2000)
+        .describe('Back-pressure: when this many validated readings wait for the outbox commit, the broker stops reading from publishers until it is done (nothing is refused; counted in smartops_ingest_backpressure_*). Bounds the work of one event-loop turn, so the forwarder keeps its share under overload.'),
     })
     .prefault({})
     .describe('Reading validation limits (see "Reading contract").'),

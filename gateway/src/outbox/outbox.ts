@@ -92,6 +92,8 @@ export class Outbox extends EventEmitter {
   private readonly opts: OutboxOptions;
   private readonly quarantineKeep: number;
   private pending: PendingAppend[] = [];
+  /** Rows in `pending` (the next group commit), kept in step with it for ingest back-pressure. */
+  private pendingRows = 0;
   private waiting: PendingAppend[] = [];
   private timer: NodeJS.Timeout | undefined;
   private waitTimer: NodeJS.Timeout | undefined;
@@ -185,8 +187,14 @@ export class Outbox extends EventEmitter {
         return;
       }
       this.pending.push(p);
+      this.pendingRows += rows.length;
       this.schedule();
     });
+  }
+
+  /** Readings the next group commit will store (not those held for space under the reject policy). */
+  pendingReadings(): number {
+    return this.pendingRows;
   }
 
   private schedule(): void {
@@ -197,9 +205,19 @@ export class Outbox extends EventEmitter {
     }, this.opts.commitIntervalMs);
   }
 
+  /** One group commit; 'settled' tells ingest back-pressure that the pending queue was taken. */
   private commit(): void {
+    try {
+      this.commitGroup();
+    } finally {
+      this.emit('settled');
+    }
+  }
+
+  private commitGroup(): void {
     const batch = this.pending;
     this.pending = [];
+    this.pendingRows = 0;
     if (batch.length === 0) return;
     const max = this.opts.maxBytes;
     const accepted: PendingAppend[] = [];
@@ -220,6 +238,7 @@ export class Outbox extends EventEmitter {
       } else if (groupBytes + p.bytes > max) {
         // drop-oldest: one group never exceeds the budget by itself; the rest goes to the next group.
         this.pending = batch.slice(i).concat(this.pending);
+        this.pendingRows = this.pending.reduce((a, q) => a + q.rows.length, 0);
         this.schedule();
         break;
       }
@@ -304,6 +323,7 @@ export class Outbox extends EventEmitter {
       this.waiting.shift();
       room -= p.bytes;
       this.pending.push(p);
+      this.pendingRows += p.rows.length;
     }
     // The head has waited longest. Once it is past fullWaitMs every held append is refused, so the
     // publishers are disconnected and resend in their own order, rather than a later message of
@@ -428,6 +448,7 @@ export class Outbox extends EventEmitter {
     this.closed = true;
     const err = new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503);
     for (const p of this.pending.splice(0)) p.reject(err);
+    this.pendingRows = 0;
     for (const p of this.waiting.splice(0)) p.reject(err);
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');

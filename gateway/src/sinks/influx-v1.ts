@@ -5,7 +5,7 @@
  * every response to decide between retry, split and quarantine (influx-query.ts reads back).
  */
 import type { Reading } from '../contract/reading.js';
-import { readingToLine, type ExtraTags } from './lineprotocol.js';
+import { TelemetryLines, type ExtraTags } from './lineprotocol.js';
 import { outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
 
 export interface InfluxV1Options {
@@ -22,8 +22,11 @@ export interface InfluxV1Options {
 export class InfluxV1Sink implements Sink {
   readonly name = 'influxdb-v1';
   private dbReady = false;
+  private readonly lines: TelemetryLines;
 
-  constructor(private readonly opts: InfluxV1Options) {}
+  constructor(private readonly opts: InfluxV1Options) {
+    this.lines = new TelemetryLines(opts.tagsFor);
+  }
 
   private headers(): Record<string, string> {
     const h: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
@@ -60,7 +63,7 @@ export class InfluxV1Sink implements Sink {
   }
 
   write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome> {
-    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))), signal);
+    return this.writeLines(readings.map((r) => this.lines.line(r)), signal);
   }
 
   async writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {

@@ -5,7 +5,7 @@
  */
 import { HttpError, InfluxDB, setLogger, type WriteApi } from '@influxdata/influxdb-client';
 import type { Reading } from '../contract/reading.js';
-import { readingToLine, type ExtraTags } from './lineprotocol.js';
+import { TelemetryLines, type ExtraTags } from './lineprotocol.js';
 import { outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
 
 // The client prints every failed write to the console; the forwarder already logs outcomes
@@ -24,9 +24,11 @@ export interface InfluxV2Options {
 export class InfluxV2Sink implements Sink {
   readonly name = 'influxdb-v2';
   private readonly influx: InfluxDB;
+  private readonly lines: TelemetryLines;
 
   constructor(private readonly opts: InfluxV2Options) {
     this.influx = new InfluxDB({ url: opts.url, token: opts.token, timeout: opts.timeoutMs });
+    this.lines = new TelemetryLines(opts.tagsFor);
   }
 
   async init(): Promise<void> {}
@@ -42,7 +44,7 @@ export class InfluxV2Sink implements Sink {
   }
 
   write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome> {
-    return this.writeLines(readings.map((r) => readingToLine(r, this.opts.tagsFor(r.machine))), signal);
+    return this.writeLines(readings.map((r) => this.lines.line(r)), signal);
   }
 
   async writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {

@@ -76,3 +76,44 @@ export type ExtraTags = Record<string, string | undefined>;
 export function readingToLine(r: Reading, extraTags?: ExtraTags): string {
   return formatPoint('telemetry', { ...extraTags, machine: r.machine }, r.metrics, r.ts);
 }
+
+/** Most series prefixes / field keys kept by TelemetryLines before it starts over (machine ids come from devices). */
+const MAX_CACHED = 10_000;
+
+/**
+ * `readingToLine` for a stream of readings, with the escaped series prefix
+ * (`telemetry,<sorted tags>,machine=<id>`) and escaped field keys cached: tags come from the
+ * configured registry, which does not change while the gateway runs, and re-sorting and escaping
+ * them for every reading was a visible share of the forwarder's time. Same output as readingToLine.
+ */
+export class TelemetryLines {
+  private readonly prefixes = new Map<string, string>();
+  private readonly keys = new Map<string, string>();
+
+  constructor(private readonly tagsFor: (machine: string) => ExtraTags | undefined) {}
+
+  line(r: Reading): string {
+    let prefix = this.prefixes.get(r.machine);
+    if (prefix === undefined) {
+      // formatPoint's own tag encoding, with a placeholder field cut off again.
+      const sample = formatPoint('telemetry', { ...this.tagsFor(r.machine), machine: r.machine }, { x: 0 }, 0);
+      prefix = sample.slice(0, sample.length - ' x=0 0'.length);
+      if (this.prefixes.size >= MAX_CACHED) this.prefixes.clear();
+      this.prefixes.set(r.machine, prefix);
+    }
+    let fields = '';
+    for (const name in r.metrics) {
+      const v = r.metrics[name] as number;
+      if (!Number.isFinite(v)) continue;
+      let key = this.keys.get(name);
+      if (key === undefined) {
+        key = escapeFieldKey(name);
+        if (this.keys.size >= MAX_CACHED) this.keys.clear();
+        this.keys.set(name, key);
+      }
+      fields += fields === '' ? `${key}=${String(v)}` : `,${key}=${String(v)}`;
+    }
+    if (fields === '') throw new RangeError('point for telemetry has no fields');
+    return `${prefix} ${fields} ${Math.trunc(r.ts)}`;
+  }
+}
