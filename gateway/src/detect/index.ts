@@ -505,6 +505,8 @@ class DetectionImpl extends EventEmitter implements Detection {
         const train = vectors.filter((_, i) => folds[i] !== f);
         const testIdx = vectors.map((_, i) => i).filter((i) => folds[i] === f);
         if (testIdx.length === 0 || train.length < 2) continue;
+        // Yield between fold fits: each is synchronous work, and ingest (acks) must not wait for all six.
+        await new Promise<void>((r) => setImmediate(r));
         const p = fitParams(train, keys, opts);
         for (const i of testIdx) {
           reqs.push({ x: vectors[i] as Float64Array, params: p });
