@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fitParams, MODE_SEARCH_ROWS, referenceScore, selectFeatureKeys, vectorize } from '../../gateway/src/detect/baseline.js';
+import { fitParams, referenceScore, selectFeatureKeys, vectorize } from '../../gateway/src/detect/baseline.js';
 import { DetectError } from '../../gateway/src/detect/errors.js';
 import { builtinManifestPath, ScoringModel } from '../../gateway/src/detect/model.js';
 import { encodeModel, floatInit, int64Init, intAttr, node, onnx, tensorInfo, type Dim } from '../../models/src/onnx-builder.js';
@@ -151,22 +151,3 @@ describe('bring your own model: contract checks at load', () => {
 });
 
 void floatInit;
-
-describe('mode search on a long baseline', () => {
-  it('searches evenly spaced rows of a baseline longer than MODE_SEARCH_ROWS and assigns every row to its mode', () => {
-    // Three operating states (all three channels move with the state) in runs of 64 windows over 3 x
-    // MODE_SEARCH_ROWS rows (a week of 30 s windows is 20,160).
-    let s = 7;
-    const u = () => ((s = (s * 16807) % 2147483647) / 2147483647);
-    const g = () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-    const n = 3 * MODE_SEARCH_ROWS + 17;
-    const state = (i: number) => Math.floor(i / 64) % 3;
-    const rows = Array.from({ length: n }, (_, i) => Float64Array.from([10 * state(i) + g(), 5 * state(i) + g(), -8 * state(i) + g()]));
-    const p = fitParams(rows, ['a:mean', 'b:mean', 'c:mean'], fitOpts);
-    expect(p.modes).toHaveLength(3);
-    // every row lands in the mode of its state: counts equal the states' sizes exactly
-    const sizes = [0, 1, 2].map((k) => Array.from({ length: n }, (_, i) => state(i)).filter((x) => x === k).length).sort();
-    expect(p.modes.map((m) => m.windows).sort()).toEqual(sizes);
-    expect(p.modes.map((m) => Math.round(m.center[0] as number)).sort((a, b) => a - b)).toEqual([0, 10, 20]);
-  });
-});

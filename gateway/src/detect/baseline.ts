@@ -297,29 +297,17 @@ function bic(zs: readonly Float64Array[], assign: readonly number[], k: number):
   return -2 * ll + p * Math.log(zs.length);
 }
 
-/**
- * Most rows the mode search (k-means and BIC for every k) looks at. A longer baseline (a week of 30 s
- * windows is 20,160) is searched on evenly spaced rows, which cover its whole span, and every row is then
- * assigned to the nearest mode center: fit time stays bounded however long the baseline (k-means over a
- * week took about a second per fit here, six fits per baseline). Baselines up to this size are searched
- * whole, exactly as before.
- */
-export const MODE_SEARCH_ROWS = 4096;
-
 /** Cluster baseline windows into operating modes; returns the mode index of every row. */
-export function findModes(all: readonly Float64Array[], maxModes: number, minModeWindows: number): { assign: number[]; k: number } {
-  const stride = Math.ceil(all.length / MODE_SEARCH_ROWS);
-  const zs = stride > 1 ? all.filter((_, i) => i % stride === 0) : all;
-  const minRows = Math.max(2, Math.ceil(minModeWindows / stride));
+export function findModes(zs: readonly Float64Array[], maxModes: number, minModeWindows: number): { assign: number[]; k: number } {
   let bestAssign = new Array<number>(zs.length).fill(0);
   let bestK = 1;
   let bestBic = bic(zs, bestAssign, 1);
   for (let k = 2; k <= maxModes; k++) {
-    if (zs.length < k * minRows) break;
+    if (zs.length < k * minModeWindows) break;
     const assign = kmeans(zs, k);
     const counts = new Array<number>(k).fill(0);
     for (const a of assign) counts[a] = (counts[a] as number) + 1;
-    if (counts.some((c) => c < minRows)) continue;
+    if (counts.some((c) => c < minModeWindows)) continue;
     const b = bic(zs, assign, k);
     if (b < bestBic) {
       bestBic = b;
@@ -327,39 +315,7 @@ export function findModes(all: readonly Float64Array[], maxModes: number, minMod
       bestK = k;
     }
   }
-  if (stride === 1 || bestK === 1) return { assign: stride === 1 ? bestAssign : new Array<number>(all.length).fill(0), k: bestK };
-  return { assign: nearestCenters(all, zs, bestAssign, bestK), k: bestK };
-}
-
-/** Assign every row to the nearest of the k centers (means of the searched rows of each mode). */
-function nearestCenters(all: readonly Float64Array[], zs: readonly Float64Array[], assign: readonly number[], k: number): number[] {
-  const f = zs[0]?.length ?? 0;
-  const centers = Array.from({ length: k }, () => new Float64Array(f));
-  const counts = new Array<number>(k).fill(0);
-  zs.forEach((z, i) => {
-    const a = assign[i] as number;
-    counts[a] = (counts[a] as number) + 1;
-    const c = centers[a] as Float64Array;
-    for (let j = 0; j < f; j++) c[j] = (c[j] as number) + (z[j] as number);
-  });
-  centers.forEach((c, ci) => {
-    const n = Math.max(1, counts[ci] as number);
-    for (let j = 0; j < f; j++) c[j] = (c[j] as number) / n;
-  });
-  return all.map((z) => {
-    let best = 0;
-    let bd = Infinity;
-    for (let ci = 0; ci < k; ci++) {
-      const c = centers[ci] as Float64Array;
-      let d = 0;
-      for (let j = 0; j < f; j++) d += ((z[j] as number) - (c[j] as number)) ** 2;
-      if (d < bd) {
-        bd = d;
-        best = ci;
-      }
-    }
-    return best;
-  });
+  return { assign: bestAssign, k: bestK };
 }
 
 /** Fit the baseline model on baseline vectors (NaN = missing). */
