@@ -26,8 +26,8 @@ export const detectionConfigSchema = z
     baseline: z
       .strictObject({
         durationMs: z
-          .number().int().min(60_000).default(24 * 3_600_000)
-          .describe('Event time (ms) of a machine\'s own first windows used to learn its normal behaviour. Include every operating mode you want treated as normal (running, idle, breaks); re-learn with POST /api/v1/machines/:id/baseline/reset.'),
+          .number().int().min(60_000).default(7 * 24 * 3_600_000)
+          .describe('Event time (ms) of a machine\'s own first windows used to learn its normal behaviour. Default one week: every shift, break, night and weekend of a weekly production cycle, whatever day the gateway is installed. Include every operating mode you want treated as normal (running, idle, breaks, off); shorten it for a trial or a machine that runs the same around the clock; re-learn with POST /api/v1/machines/:id/baseline/reset.'),
         minWindows: z
           .number().int().min(10).default(60)
           .describe('The baseline also needs at least this many scored windows before it is fitted.'),
