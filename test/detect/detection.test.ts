@@ -49,6 +49,18 @@ async function start(dataDir: string, over: Partial<typeof cfg> = {}): Promise<{
   return { det, scores, conds, registry };
 }
 
+/** 1 Hz readings of three independent channels; `on` shifts bearing_temp_c up by `shift`. */
+function driftStream(seed: number, shift: number): (seconds: number, on: boolean) => Reading[] {
+  const r = rng(seed);
+  let t = T0;
+  return (seconds, on) =>
+    Array.from({ length: seconds }, () => {
+      const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), bearing_temp_c: 40 + 0.1 * r.normal() + (on ? shift : 0) } };
+      t += 1000;
+      return rd;
+    });
+}
+
 describe('Detection facade', () => {
   it('learns a baseline, stays quiet on healthy data, opens on a broken relationship and clears with hysteresis', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'detect-facade-'));
@@ -169,19 +181,9 @@ describe('Detection facade', () => {
   it('sees a small sustained shift of one channel through the drift statistic, which the window score alone misses', async () => {
     // Three independent channels; after the baseline, bearing_temp_c sits `shift` higher (2 sd of a
     // 10-reading window mean): every window alone stays near its healthy score, the average does not.
-    const stream = (seed: number, shift: number) => {
-      const r = rng(seed);
-      let t = T0;
-      return (seconds: number, on: boolean): Reading[] =>
-        Array.from({ length: seconds }, () => {
-          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), bearing_temp_c: 40 + 0.1 * r.normal() + (on ? shift : 0) } };
-          t += 1000;
-          return rd;
-        });
-    };
     const run = async (driftOn: boolean) => {
       const { det, conds, scores } = await start(mkdtempSync(join(tmpdir(), 'detect-drift-')), { drift: { ...cfg.drift, enabled: driftOn }, policy: { ...cfg.policy, k: 6, n: 10 } });
-      const gen = stream(11, 2 * (0.1 / Math.sqrt(10)));
+      const gen = driftStream(11, 2 * (0.1 / Math.sqrt(10)));
       det.push(gen(1000, false));
       await det.flush();
       det.push(gen(1200, true));
@@ -204,20 +206,10 @@ describe('Detection facade', () => {
   });
 
   it('continues the drift statistic across a restart (stored with the machine), and a reset forgets it', async () => {
-    const stream = (seed: number, shift: number) => {
-      const r = rng(seed);
-      let t = T0;
-      return (seconds: number, on: boolean): Reading[] =>
-        Array.from({ length: seconds }, () => {
-          const rd = { machine: 'm', ts: t, metrics: { a: 10 + r.normal(), b: 5 + 0.5 * r.normal(), bearing_temp_c: 40 + 0.1 * r.normal() + (on ? shift : 0) } };
-          t += 1000;
-          return rd;
-        });
-    };
     const over = { policy: { ...cfg.policy, k: 6, n: 10 } };
     const dir = mkdtempSync(join(tmpdir(), 'detect-drift-restart-'));
     // 4 sd of a window mean: clearly carried by the drift, still small for any single window
-    const gen = stream(11, 4 * (0.1 / Math.sqrt(10)));
+    const gen = driftStream(11, 4 * (0.1 / Math.sqrt(10)));
     let s = await start(dir, over);
     s.det.push(gen(1000, false));
     await s.det.flush();
