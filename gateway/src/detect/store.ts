@@ -52,6 +52,25 @@ const policySchema = z.object({
  * A machine's running detection statistics (drift EWMA, recurrence slots), so a restart continues them instead of
  * starting from 0. `end` = event time of the last window folded in.
  */
+interface StoredBody {
+  machine: string;
+  body: string;
+}
+
+/** Per-machine JSON bodies checked against `schema`; a row that does not parse or validate is left out. */
+function parseBodies<T>(rows: readonly StoredBody[], schema: z.ZodType<T>): Map<string, T> {
+  const out = new Map<string, T>();
+  for (const r of rows) {
+    try {
+      const p = schema.safeParse(JSON.parse(r.body));
+      if (p.success) out.set(r.machine, p.data);
+    } catch {
+      /* not JSON: left out */
+    }
+  }
+  return out;
+}
+
 export const monitorStateSchema = z.object({
   end: z.number(),
   drift: z.array(z.number()).nullable(),
@@ -185,17 +204,9 @@ export class DetectionStore {
     this.st.delCondition.run(machine);
   }
 
+  /** Stored open conditions; an unreadable one is left out (that machine starts with a closed condition). */
   conditions(): Map<string, PolicyState> {
-    const out = new Map<string, PolicyState>();
-    for (const r of this.st.getConditions.all() as Array<{ machine: string; body: string }>) {
-      try {
-        const p = policySchema.safeParse(JSON.parse(r.body));
-        if (p.success) out.set(r.machine, p.data);
-      } catch {
-        /* unreadable: the machine starts with a closed condition */
-      }
-    }
-    return out;
+    return parseBodies(this.st.getConditions.all() as StoredBody[], policySchema);
   }
 
   putMonitor(machine: string, s: MonitorState): void {
@@ -208,16 +219,7 @@ export class DetectionStore {
 
   /** Stored running statistics; an unreadable one is left out (that machine's statistics start from 0). */
   monitors(): Map<string, MonitorState> {
-    const out = new Map<string, MonitorState>();
-    for (const r of this.st.getMonitors.all() as Array<{ machine: string; body: string }>) {
-      try {
-        const p = monitorStateSchema.safeParse(JSON.parse(r.body));
-        if (p.success) out.set(r.machine, p.data);
-      } catch {
-        /* unreadable: starts from 0 */
-      }
-    }
-    return out;
+    return parseBodies(this.st.getMonitors.all() as StoredBody[], monitorStateSchema);
   }
 
   putScore(s: WindowScore): void {
