@@ -122,6 +122,8 @@ interface FaultRun {
   failureTs: number;
   firstAlert: Opened | undefined;
   falseBefore: number;
+  /** Those alerts (time and message), for --verbose. */
+  beforeTexts: string[];
   scoredBeforeMs: number;
   /** First alert after onset that names one of the fault's channels (label.metrics) among its contributors. */
   attributed: Opened | undefined;
@@ -198,7 +200,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       // An alert during the fault for another reason (a weekend stop) is not a detection of the fault.
       // Alerts are followed as events (open and updates) so an open alert that later names the channel counts then.
       const attributed = (tr.events.get(l.machine) ?? []).find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs && a.event.contributors.some((c) => l.metrics.includes(c.metric)));
-      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, falseBefore: before.length, scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs });
+      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs });
     }
     for (const kind of MACHINE_KINDS) {
       const id = `${kind}-healthy`;
@@ -246,6 +248,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     if (o.verbose) for (const h of hs) for (const t of h.texts) console.log(`    seed ${h.seed}: ${t}`);
   }
   console.log(`Faulty machines before onset: ${fAlerts} alerts in ${fWeeks.toFixed(2)} machine-weeks scored`);
+  if (o.verbose) for (const r of runs) for (const t of r.beforeTexts) console.log(`    seed ${r.seed} ${r.machine}: ${t}`);
   const far = (hAlerts + fAlerts) / Math.max(hWeeks + fWeeks, 1e-9);
   console.log(`All: ${far.toFixed(2)} false alerts per machine-week (target <= 1)`);
   if (far > 1) allOk = false;
