@@ -424,11 +424,11 @@ class DetectionImpl extends EventEmitter implements Detection {
           contributors = explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k);
           if (drift && drift.feature >= 0 && drift.value > this.cfg.drift.limit) {
             const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, this.driftTimeConstantMs());
-            if (dcontrib) contributors = (driftScore >= windowScore ? [dcontrib, ...contributors] : [...contributors.slice(0, k - 1), dcontrib]).slice(0, k);
+            if (dcontrib) contributors = placeContributor(contributors, dcontrib, driftScore >= windowScore, k);
           }
           if (recur && rc && recur.feature >= 0 && recur.value > 1) {
             const rcontrib = recurrenceContributor(b.params, recur.feature, recur.count, recur.expected, rc);
-            if (rcontrib) contributors = (recurScore >= Math.max(windowScore, driftScore) ? [rcontrib, ...contributors] : [...contributors.slice(0, k - 1), rcontrib]).slice(0, k);
+            if (rcontrib) contributors = placeContributor(contributors, rcontrib, recurScore >= Math.max(windowScore, driftScore), k);
           }
         }
         t.st.lastScore = score;
@@ -562,10 +562,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       st.phase = 'scoring';
       st.learn = null;
       st.seenMetrics = new Set();
-      st.drift = null;
-      st.recur = null;
-      st.monitorEnd = null;
-      st.monitorSavedEnd = -Infinity;
+      forgetRunning(st);
       this.m.baselinesFitted.inc();
       this.deps.logger.info(
         { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
@@ -581,7 +578,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         for (const r of keep) this.store.putLearningWindow(st.id, r.start, r.end, r.row);
       });
       const k0 = keep[0];
-      st.learn = k0 ? { n: keep.length, first: k0.start, last: Math.max(...keep.map((r) => r.end)) } : null;
+      st.learn = k0 ? { n: keep.length, first: k0.start, last: keep.reduce((m, r) => Math.max(m, r.end), k0.end) } : null;
     }
   }
 
@@ -693,10 +690,7 @@ class DetectionImpl extends EventEmitter implements Detection {
     st.learn = null;
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
-    st.drift = null;
-    st.recur = null;
-    st.monitorEnd = null;
-    st.monitorSavedEnd = -Infinity;
+    forgetRunning(st);
     this.m.resets.inc();
     if (wasOpen) {
       this.m.conditions.inc({ event: 'clear' });
@@ -780,6 +774,21 @@ class DetectionImpl extends EventEmitter implements Detection {
     this.store.close();
     await this.model.close();
   }
+}
+
+/** Drop the running drift and recurrence statistics (a new or forgotten baseline starts them from 0). */
+function forgetRunning(st: MachineState): void {
+  st.drift = null;
+  st.recur = null;
+  st.monitorEnd = null;
+  st.monitorSavedEnd = -Infinity;
+}
+
+/**
+ * A statistic's contributor goes first when that statistic carries the score, otherwise last; at most k.
+ */
+function placeContributor(list: readonly Contributor[], c: Contributor, leads: boolean, k: number): Contributor[] {
+  return (leads ? [c, ...list] : [...list.slice(0, k - 1), c]).slice(0, k);
 }
 
 function saveRecurrence(r: RecurrenceState): NonNullable<MonitorState['recurrence']> {
