@@ -150,7 +150,7 @@ function observable(seed: number, startTs: number, stepMs: number, spec: Machine
   return false;
 }
 
-async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean }): Promise<void> {
+async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null }): Promise<void> {
   const cfg = configFrom(o.sets);
   const logger = pino({ level: 'warn' });
   const runs: FaultRun[] = [];
@@ -165,6 +165,8 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     for (const kind of MACHINE_KINDS) {
       specs.push({ id: `${kind}-healthy`, kind });
       for (const fault of faultsForKind(kind)) {
+        // --faults: only those runs (a machine's readings do not depend on the rest of the fleet).
+        if (o.faults && !o.faults.includes(fault)) continue;
         const id = `${kind}-${fault}`;
         specs.push({ id, kind });
         // Onset somewhere in the day after the baseline (seeded, differs per run).
@@ -350,6 +352,7 @@ async function main(): Promise<void> {
       start: { type: 'string', default: '2025-03-03T00:00:00Z' },
       set: { type: 'string', multiple: true, default: [] },
       verbose: { type: 'boolean', default: false },
+      faults: { type: 'string' },
       'csv-dir': { type: 'string' },
       'label-column': { type: 'string', default: 'anomaly' },
       exclude: { type: 'string', multiple: true, default: [] },
@@ -361,7 +364,9 @@ async function main(): Promise<void> {
     await csvEval({ dir: values['csv-dir'], label: values['label-column'] ?? 'anomaly', exclude: (values.exclude ?? []).flatMap((e) => e.split(',')), trainRows: Number(values['train-rows']), sets });
     return;
   }
-  await simEval({ firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false });
+  const faults = values.faults ? values.faults.split(',').map((f) => f.trim()) : null;
+  for (const f of faults ?? []) if (!(f in FAULTS)) throw new Error(`--faults: unknown fault type "${f}" (known: ${Object.keys(FAULTS).join(', ')})`);
+  await simEval({ faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false });
 }
 
 main().catch((e: unknown) => {
