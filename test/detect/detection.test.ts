@@ -205,6 +205,44 @@ describe('Detection facade', () => {
     expect(open?.eventTs).toBeGreaterThan(T0 + 1000 * 1000);
   });
 
+  it('sees a sustained shift too small for the fast average through the slow one, and names it with its span', async () => {
+    // 80 min baseline, so both averages can be calibrated (each at most an eighth of it): fast 1 min,
+    // slow 10 min. A shift of 1.5 sd of a window mean sits within the fast average's band (about 0.3 sd
+    // per window's worth of noise at 1 min) and well outside the slow one's (about 0.1).
+    const run = async (slowTimeConstantMs: number) => {
+      const dir = mkdtempSync(join(tmpdir(), 'detect-slow-'));
+      const { det, conds } = await start(dir, {
+        baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
+        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs },
+        policy: { ...cfg.policy, k: 6, n: 10 },
+      });
+      const gen = driftStream(12, 1.5 * (0.1 / Math.sqrt(10)));
+      det.push(gen(81 * 60, false));
+      await det.flush();
+      det.push(gen(2400, true));
+      await det.flush();
+      const info = det.baseline('m');
+      await det.close();
+      // the slow average is stored with the machine's running statistics, so a restart continues it
+      const db = new Database(join(dir, 'detection.sqlite'), { readonly: true });
+      const row = db.prepare('SELECT body FROM monitors').get() as { body: string };
+      db.close();
+      const saved = JSON.parse(row.body) as { driftSlow: number[] | null };
+      expect(saved.driftSlow === null).toBe(slowTimeConstantMs === 0);
+      return { conds, info };
+    };
+    const fastOnly = await run(0);
+    expect(fastOnly.info?.phase).toBe('scoring');
+    expect(fastOnly.conds.filter((c) => c.active)).toHaveLength(0);
+    const both = await run(600_000);
+    const open = both.conds.find((c) => c.active);
+    expect(open).toBeDefined();
+    expect(open?.eventTs).toBeGreaterThan(T0 + 81 * 60_000);
+    const named = open?.contributors.find((c) => c.feature === 'drift');
+    expect(named?.metric).toBe('bearing_temp_c');
+    expect(named?.text).toMatch(/persistently higher than the other channels explain \(.* over ~10 min,/);
+  });
+
   it('continues the drift statistic across a restart (stored with the machine), and a reset forgets it', async () => {
     const over = { policy: { ...cfg.policy, k: 6, n: 10 } };
     const dir = mkdtempSync(join(tmpdir(), 'detect-drift-restart-'));

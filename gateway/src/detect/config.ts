@@ -58,6 +58,9 @@ export const detectionConfigSchema = z
         margin: z.number().min(1).default(1.0).describe('Threshold = quantile x margin.'),
         minThreshold: z.number().min(0).default(2).describe('Lowest threshold any machine gets (a healthy score is about 1).'),
         folds: z.number().int().min(2).max(20).default(5).describe('Folds for the out-of-sample baseline scores the threshold is calibrated on.'),
+        rareStates: z
+          .number().int().min(0).max(1024).default(64)
+          .describe('Most "rare states" a baseline keeps: windows of runs in the machine\'s own baseline that would have opened an alert (k of n out-of-sample scores above the threshold, e.g. a weekly cold start). A later window close to one of them is not counted above the threshold. 0 = off.'),
       })
       .prefault({})
       .describe('Per-machine alert threshold, calibrated from the machine\'s own baseline.'),
@@ -80,6 +83,9 @@ export const detectionConfigSchema = z
         timeConstantMs: z
           .number().int().min(60_000).max(7 * 24 * 3_600_000).default(30 * 60_000)
           .describe('Time constant (ms) of the moving average (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it). Longer = smaller shifts are seen, later.'),
+        slowTimeConstantMs: z
+          .number().int().min(0).max(7 * 24 * 3_600_000).default(12 * 3_600_000)
+          .describe('Time constant (ms) of a second, slow moving average of the same residuals, for offsets that grow over days (a sensor losing its calibration): it averages out a shift cycle and lags a slow drift by about this much. Capped at an eighth of baseline.durationMs like the fast one, and off when that leaves it under twice the fast one (a short baseline). 0 = off.'),
         limit: z
           .number().min(1).default(10)
           .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),

@@ -112,6 +112,7 @@ export function driftContributor(p: ModelParams, feature: number, ewma: number, 
   const what = f === 'logstd' ? 'fluctuation' : f === 'presence' ? 'presence' : f;
   const dir = ewma >= 0 ? 'higher' : 'lower';
   const mins = Math.round(timeConstantMs / 60_000);
+  const span = mins >= 120 ? `${fmt(mins / 60)} h` : `${mins} min`;
   const raw = x[feature] as number;
   const v = f === 'logstd' ? Math.exp(raw) : raw;
   const base = f === 'logstd' ? Math.exp(p.center[feature] as number) : (p.center[feature] as number);
@@ -121,7 +122,7 @@ export function driftContributor(p: ModelParams, feature: number, ewma: number, 
     value: Number.isFinite(v) ? v : base,
     baseline: base,
     ratio: Number(value.toFixed(2)),
-    text: `${metric} ${what} persistently ${dir} than the other channels explain (${fmt(Math.abs(ewma))} sd on average over ~${mins} min, ${fmt(value)}x its normal spread)`,
+    text: `${metric} ${what} persistently ${dir} than the other channels explain (${fmt(Math.abs(ewma))} sd on average over ~${span}, ${fmt(value)}x its normal spread)`,
   };
 }
 

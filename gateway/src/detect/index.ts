@@ -16,12 +16,13 @@ import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
-import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftState } from './drift.js';
+import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftCalibration, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
 import { driftContributor, explain, recurrenceContributor } from './explain.js';
 import { quantile } from './linalg.js';
 import { builtinManifestPath, ScoringModel, type ModelManifest, type ScoreRequest } from './model.js';
 import { calibrateThreshold, initialPolicyState, stepPolicy, type PolicyState } from './policy.js';
+import { calibrateRare, rareRatio } from './rare.js';
 import { calibrateRecurrence, initialRecurrenceState, recurrenceValue, updateRecurrence, type RecurrenceState } from './recurrence.js';
 import { DetectionStore, type FittedBaseline, type MonitorState, type StoredScore } from './store.js';
 import { MachineWindower, type ClosedWindow } from './window.js';
@@ -59,6 +60,8 @@ export interface BaselineInfo {
   /** Model features, in model input order. */
   features: string[];
   modes: number;
+  /** Rare states kept from the baseline's own would-be alerts (rare.ts): windows close to one are not counted above the threshold. */
+  rareStates: number;
   /** Metrics this machine sent since the baseline was fitted that the baseline does not know (re-learn to include them). */
   unlearnedMetrics: string[];
   modelVersion: string | null;
@@ -126,6 +129,8 @@ interface MachineState {
   seenMetrics: Set<string>;
   /** EWMA of the model's residuals (drift.ts); persisted in the store's `monitors` table. */
   drift: DriftState | null;
+  /** The slow EWMA of the same residuals (drift.slowTimeConstantMs); persisted with the fast one. */
+  driftSlow: DriftState | null;
   /** Slots of the last horizon with a far-out window, and recent levels, per feature (recurrence.ts); persisted with the drift. */
   recur: RecurrenceState | null;
   /** Event time of the last window folded into the running statistics (null: none yet). */
@@ -201,6 +206,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       if (mon) {
         // Only a state of this very baseline's features continues; anything else starts from 0.
         if (mon.drift && b.drift && mon.drift.length === b.drift.sigma.length) st.drift = { e: Float64Array.from(mon.drift) };
+        if (mon.driftSlow && b.driftSlow && mon.driftSlow.length === b.driftSlow.sigma.length) st.driftSlow = { e: Float64Array.from(mon.driftSlow) };
         st.recur = restoreRecurrence(mon.recurrence, b.recurrence?.p.length ?? 0);
         st.monitorEnd = mon.end;
         st.monitorSavedEnd = mon.end;
@@ -240,6 +246,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         lastScore: null,
         seenMetrics: new Set(),
         drift: null,
+        driftSlow: null,
         recur: null,
         monitorEnd: null,
         monitorSavedEnd: -Infinity,
@@ -392,17 +399,38 @@ class DetectionImpl extends EventEmitter implements Detection {
         const b = t.st.baseline;
         if (!r || !b) return;
         this.m.windows.inc({ result: 'scored' });
-        const windowScore = Number.isFinite(r.score) ? r.score : Number.MAX_VALUE;
+        let windowScore = Number.isFinite(r.score) ? r.score : Number.MAX_VALUE;
+        // A window above the threshold that is close to one of the baseline's own rare states (rare.ts) is
+        // a state this machine held while it was learnt, not a new one.
+        if (windowScore > b.threshold && b.rare) {
+          const ratio = rareRatio(t.x, b.rare, b.params, this.model.zClip);
+          if (ratio < 1) {
+            windowScore = Math.min(windowScore, b.threshold * ratio);
+            this.m.rareWindows.inc();
+          }
+        }
         // Drift: the machine's per-feature EWMA of the model's residuals, in units of its baseline spread.
         // It enters the reported score scaled so that drift = limit lands on the threshold: one score, one
         // threshold and one k-of-n rule for both statistics.
+        // Two averages: a fast one (minutes to hours: wear, a choking filter) and a slow one (days: a sensor
+        // losing its calibration); the one further over its own spread speaks.
         let drift: ReturnType<typeof driftValue> | null = null;
-        const dc = b.drift;
-        if (this.cfg.drift.enabled && dc && r.resid && dc.sigma.length === r.resid.length) {
-          if (!t.st.drift || t.st.drift.e.length !== dc.sigma.length) t.st.drift = initialDriftState(dc.sigma.length);
-          else if (t.st.monitorEnd !== null) decayDrift(t.st.drift, Math.round((t.w.end - t.st.monitorEnd) / this.cfg.hopMs) - 1, dc.lambda);
-          updateDrift(t.st.drift, r.resid, dc.lambda, dc.clip);
-          drift = driftValue(t.st.drift, dc.sigma);
+        let driftTc = 0;
+        if (this.cfg.drift.enabled && r.resid) {
+          const missed = t.st.monitorEnd !== null ? Math.round((t.w.end - t.st.monitorEnd) / this.cfg.hopMs) - 1 : 0;
+          if (b.drift && b.drift.sigma.length === r.resid.length) {
+            t.st.drift = advanceDrift(t.st.drift, b.drift, r.resid, missed);
+            drift = driftValue(t.st.drift, b.drift.sigma);
+            driftTc = this.driftTimeConstantMs();
+          }
+          if (b.driftSlow && b.driftSlow.sigma.length === r.resid.length) {
+            t.st.driftSlow = advanceDrift(t.st.driftSlow, b.driftSlow, r.resid, missed);
+            const slow = driftValue(t.st.driftSlow, b.driftSlow.sigma);
+            if (!drift || slow.value > drift.value) {
+              drift = slow;
+              driftTc = this.slowDriftTimeConstantMs();
+            }
+          }
         }
         // Recurrence: slots of the last horizon with a far-out window, per feature, against the baseline's rate; enters
         // the score the same way (recurrence 1 = the threshold).
@@ -423,7 +451,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         if (above || t.st.policy.open) {
           contributors = explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k);
           if (drift && drift.feature >= 0 && drift.value > this.cfg.drift.limit) {
-            const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, this.driftTimeConstantMs());
+            const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, driftTc);
             if (dcontrib) contributors = placeContributor(contributors, dcontrib, driftScore >= windowScore, k);
           }
           if (recur && rc && recur.feature >= 0 && recur.value > 1) {
@@ -450,7 +478,7 @@ class DetectionImpl extends EventEmitter implements Detection {
 
   private saveMonitor(st: MachineState): void {
     if (st.monitorEnd === null) return;
-    this.store.putMonitor(st.id, { end: st.monitorEnd, drift: st.drift ? Array.from(st.drift.e) : null, recurrence: st.recur ? saveRecurrence(st.recur) : null });
+    this.store.putMonitor(st.id, { end: st.monitorEnd, drift: st.drift ? Array.from(st.drift.e) : null, driftSlow: st.driftSlow ? Array.from(st.driftSlow.e) : null, recurrence: st.recur ? saveRecurrence(st.recur) : null });
     st.monitorSavedEnd = st.monitorEnd;
   }
 
@@ -465,6 +493,15 @@ class DetectionImpl extends EventEmitter implements Detection {
    */
   private driftTimeConstantMs(): number {
     return Math.min(this.cfg.drift.timeConstantMs, this.cfg.baseline.durationMs / 8);
+  }
+
+  /**
+   * The slow average, capped the same way; off when the cap leaves it under twice the fast one (a short
+   * baseline cannot tell the two apart).
+   */
+  private slowDriftTimeConstantMs(): number {
+    const tc = Math.min(this.cfg.drift.slowTimeConstantMs, this.cfg.baseline.durationMs / 8);
+    return tc >= 2 * this.driftTimeConstantMs() ? tc : 0;
   }
 
   /** Same cap as the drift time constant: the baseline must hold several horizons to calibrate the rate. */
@@ -517,8 +554,16 @@ class DetectionImpl extends EventEmitter implements Detection {
       const scores = res.map((r) => r.score).filter((s) => Number.isFinite(s));
       const t = this.cfg.threshold;
       const { threshold, qValue } = calibrateThreshold(scores, t);
+      // The baseline's own would-be alerts, in time order, kept as rare states (rare.ts).
+      const byWindow = new Array<number>(vectors.length).fill(NaN);
+      res.forEach((r, j) => {
+        byWindow[at[j] as number] = r.score;
+      });
+      const pol = this.cfg.policy;
+      const rare = calibrateRare(vectors, byWindow, threshold, params, { zClip: this.model.zClip, k: pol.k, n: pol.n, overlap: Math.ceil(this.cfg.windowMs / this.cfg.hopMs), max: t.rareStates });
       // Drift spread: the same EWMA run over the out-of-sample residuals in time order.
       let drift: FittedBaseline['drift'];
+      let driftSlow: FittedBaseline['driftSlow'];
       let recurrence: FittedBaseline['recurrence'];
       if ((this.cfg.drift.enabled || this.cfg.recurrence.enabled) && this.model.hasResiduals) {
         const series: Array<Float64Array | undefined> = new Array(vectors.length);
@@ -529,6 +574,8 @@ class DetectionImpl extends EventEmitter implements Detection {
         if (this.cfg.drift.enabled && ordered.length > 0) {
           const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());
           drift = calibrateDrift(ordered, keys.length, lambda, this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
+          const slowTc = this.slowDriftTimeConstantMs();
+          if (slowTc > 0) driftSlow = calibrateDrift(ordered, keys.length, driftLambda(this.cfg.hopMs, slowTc), this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
         }
         if (this.cfg.recurrence.enabled && ordered.length > 0 && this.recurrenceSlotsFit()) {
           const rcfg = this.cfg.recurrence;
@@ -551,7 +598,9 @@ class DetectionImpl extends EventEmitter implements Detection {
         fittedAt: this.now(),
         metrics,
         ...(drift ? { drift } : {}),
+        ...(driftSlow ? { driftSlow } : {}),
         ...(recurrence ? { recurrence } : {}),
+        ...(rare ? { rare } : {}),
       };
       this.store.transaction(() => {
         this.store.putBaseline(b);
@@ -649,6 +698,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         metrics: b.metrics,
         features: b.params.featureKeys,
         modes: b.params.modes.length,
+        rareStates: b.rare?.z.length ?? 0,
         unlearnedMetrics: [...st.seenMetrics].filter((m) => !b.metrics.includes(m)).sort(),
         modelVersion: b.modelVersion,
       };
@@ -670,6 +720,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       metrics: [],
       features: [],
       modes: 0,
+      rareStates: 0,
       unlearnedMetrics: [],
       modelVersion: null,
     };
@@ -776,9 +827,19 @@ class DetectionImpl extends EventEmitter implements Detection {
   }
 }
 
+/** One window into a drift average: a new or mismatched state starts at 0, otherwise missed hops decay it first. */
+function advanceDrift(state: DriftState | null, cal: DriftCalibration, resid: ArrayLike<number>, missed: number): DriftState {
+  let s = state;
+  if (!s || s.e.length !== cal.sigma.length) s = initialDriftState(cal.sigma.length);
+  else decayDrift(s, missed, cal.lambda);
+  updateDrift(s, resid, cal.lambda, cal.clip);
+  return s;
+}
+
 /** Drop the running drift and recurrence statistics (a new or forgotten baseline starts them from 0). */
 function forgetRunning(st: MachineState): void {
   st.drift = null;
+  st.driftSlow = null;
   st.recur = null;
   st.monitorEnd = null;
   st.monitorSavedEnd = -Infinity;
@@ -816,6 +877,7 @@ function createMetrics(registry: Registry | undefined, d: DetectionImpl) {
     inferRuns: new Counter({ name: 'smartops_detect_inference_runs_total', help: 'Scoring batches run through onnxruntime.', registers }),
     inferSeconds: new Histogram({ name: 'smartops_detect_inference_seconds', help: 'Duration of one scoring batch.', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers }),
     conditions: new Counter({ name: 'smartops_detect_condition_events_total', help: 'Anomaly condition events emitted (open, update, clear).', labelNames: ['event'], registers }),
+    rareWindows: new Counter({ name: 'smartops_detect_rare_state_windows_total', help: 'Windows above the threshold not counted as above because they are close to a rare state of the machine\'s own baseline.', registers }),
     baselinesFitted: new Counter({ name: 'smartops_detect_baselines_fitted_total', help: 'Baselines fitted.', registers }),
     resets: new Counter({ name: 'smartops_detect_baseline_resets_total', help: 'Baseline resets on request.', registers }),
     errors: new Counter({ name: 'smartops_detect_errors_total', help: 'Detection errors by code.', labelNames: ['code'], registers }),

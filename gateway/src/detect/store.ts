@@ -30,10 +30,14 @@ export const fittedBaselineSchema = z.object({
   metrics: z.array(z.string()),
   /** Absent in baselines fitted before the drift statistic existed (drift then stays off for that machine). */
   drift: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
+  /** The slow drift average's calibration; absent before it existed, or when the baseline is too short for it. */
+  driftSlow: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
   /** Absent in baselines fitted before the recurrence statistic existed (it then stays off for that machine). */
   recurrence: z
     .object({ level: z.number(), lambda: z.number(), clip: z.number(), horizonMs: z.number(), slots: z.number().int().min(1), p: z.array(z.number()), allowed: z.array(z.number()), hits: z.array(z.number()), baselineSlots: z.number() })
     .optional(),
+  /** Absent in baselines fitted before rare states were kept, or when the baseline had no run above its threshold. */
+  rare: z.object({ z: z.array(z.array(z.number())), r2: z.array(z.number().positive()) }).refine((r) => r.z.length === r.r2.length, 'z and r2 differ in length').optional(),
 });
 export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
 
@@ -74,6 +78,8 @@ function parseBodies<T>(rows: readonly StoredBody[], schema: z.ZodType<T>): Map<
 export const monitorStateSchema = z.object({
   end: z.number(),
   drift: z.array(z.number()).nullable(),
+  /** The slow drift average (absent in states saved before it existed). */
+  driftSlow: z.array(z.number()).nullable().default(null),
   /** Recurrence: hit slots [feature, slot index] within the horizon, and each feature's recent level. */
   recurrence: z.object({ hit: z.array(z.tuple([z.number().int().min(0), z.number().int()])), local: z.array(z.number()) }).nullable().default(null),
 });

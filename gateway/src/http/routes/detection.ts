@@ -25,6 +25,7 @@ const baselineSchema = z.object({
   metrics: z.array(z.string()),
   features: z.array(z.string()),
   modes: z.number(),
+  rareStates: z.number().describe('Rare states kept from the baseline (windows of runs that would have alerted in the baseline itself); a later window close to one is not counted above the threshold.'),
   unlearnedMetrics: z.array(z.string()),
   modelVersion: z.string().nullable(),
 });
