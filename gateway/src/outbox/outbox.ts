@@ -97,7 +97,6 @@ interface PendingAppend {
 interface InflightCommit {
   seq: number;
   accepted: PendingAppend[];
-  rows: number;
   bytes: number;
 }
 
@@ -267,11 +266,13 @@ export class Outbox extends EventEmitter {
   }
 
   /**
-   * Readings validated but not yet committed: the next group and the one with the worker (not
-   * those held for space under the reject policy). Ingest back-pressure bounds this.
+   * Readings the next group commit will store (not those held for space under the reject policy,
+   * nor the group the worker is storing now). Ingest back-pressure bounds this; the group with the
+   * worker was such a next group, so at most twice the bound waits for a commit, and the next group
+   * fills while the worker commits the previous one.
    */
   pendingReadings(): number {
-    return this.pendingRows + (this.inflight ? this.inflight.rows : 0);
+    return this.pendingRows;
   }
 
   private schedule(): void {
@@ -282,17 +283,16 @@ export class Outbox extends EventEmitter {
     }, this.opts.commitIntervalMs);
   }
 
-  /** One group commit; 'settled' tells ingest back-pressure that the pending queue moved on. */
+  /** One group commit; 'settled' tells ingest back-pressure that the pending queue was taken. */
   private commit(): void {
     if (this.inflight) {
       this.due = true;
       return;
     }
-    let posted = false;
     try {
-      posted = this.commitGroup();
+      this.commitGroup();
     } finally {
-      if (!posted) this.emit('settled');
+      this.emit('settled');
     }
   }
 
@@ -348,7 +348,7 @@ export class Outbox extends EventEmitter {
       }
     }
     const seq = ++this.seq;
-    this.inflight = { seq, accepted, rows: machine.length, bytes: groupBytes };
+    this.inflight = { seq, accepted, bytes: groupBytes };
     this.port.ref();
     this.post({ t: 'commit', seq, now: Date.now(), machine, ts, data, bytes, groupBytes });
     return true;
@@ -374,7 +374,6 @@ export class Outbox extends EventEmitter {
         for (const p of c.accepted) p.reject(err);
       }
     } finally {
-      this.emit('settled');
       if (this.due && !this.closed) {
         this.due = false;
         this.commit();
