@@ -3,7 +3,8 @@
  * 4-metric readings from 1000 machines, group commits with fsync=always, and a forwarder-like
  * read + ack of up to 5000 rows every 200 ms), measured as the main thread's event-loop
  * utilisation (performance.eventLoopUtilization: time not idle, which includes time blocked in
- * fsync). Independent of the broker, InfluxDB and, mostly, of other load on the machine.
+ * fsync), and the CPU time of the whole process (all threads) per reading. Independent of the
+ * broker, InfluxDB and, mostly, of other load on the machine.
  *
  *   npx tsx bench/src/outbox-main.ts [--rate 15000] [--seconds 10]
  *
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   // Phase 1: fixed rate, paced every millisecond.
   const lat: number[] = [];
   const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let sent = 0;
   await new Promise<void>((resolve) => {
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
   });
   while (lat.length < sent) await new Promise((r) => setTimeout(r, 5));
   const elu = performance.eventLoopUtilization(elu0);
+  const cpu = process.cpuUsage(cpu0);
   const wall = performance.now() - t0;
 
   // Phase 2: as fast as ingest back-pressure lets appends in (pendingReadings() < 2000, the
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
       achieved: Math.round(sent / (wall / 1000)),
       mainBusyPct: Math.round(elu.utilization * 1000) / 10,
       mainBusyUsPerReading: Math.round(((elu.active * 1000) / sent) * 100) / 100,
+      processCpuUsPerReading: Math.round(((cpu.user + cpu.system) / sent) * 100) / 100,
       commitP50Ms: Math.round(quantile(lat, 0.5) * 100) / 100,
       commitP99Ms: Math.round(quantile(lat, 0.99) * 100) / 100,
       closedLoopReadingsPerS: Math.round(maxRate),

@@ -96,6 +96,7 @@ interface PendingAppend {
 /** The group commit the worker is storing now. */
 interface InflightCommit {
   seq: number;
+  postedAt: number;
   accepted: PendingAppend[];
   bytes: number;
 }
@@ -104,7 +105,7 @@ interface InflightCommit {
 const ROW_OVERHEAD = 48;
 /** After a checkpoint the WAL file is truncated to this size, so it cannot stay large after a burst. */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
-/** Longest synchronous wait for the worker (ack, quarantine, close) before it is declared failed. */
+/** Longest wait for the worker (a group commit, ack, quarantine, close) before it is declared failed. */
 const SYNC_TIMEOUT_MS = 15_000;
 
 function isDiskFull(code: string | undefined): boolean {
@@ -156,6 +157,8 @@ export class Outbox extends EventEmitter {
   private due = false;
   private timer: NodeJS.Timeout | undefined;
   private waitTimer: NodeJS.Timeout | undefined;
+  /** Checks that a group commit with the worker comes back (a hung writer must not hang ingest silently). */
+  private readonly watchdog: NodeJS.Timeout;
   private closed = false;
   private failed: GatewayError | undefined;
   private readonly counters: Counters;
@@ -233,6 +236,11 @@ export class Outbox extends EventEmitter {
     this.worker.on('exit', (code) => {
       if (!this.closed) this.fail(`outbox writer thread exited unexpectedly (exit code ${code})`);
     });
+    this.watchdog = setInterval(() => {
+      const c = this.inflight;
+      if (c && Date.now() - c.postedAt > SYNC_TIMEOUT_MS) this.fail(`outbox writer thread did not finish a group commit within ${SYNC_TIMEOUT_MS} ms`);
+    }, 1000);
+    this.watchdog.unref();
   }
 
   /**
@@ -348,7 +356,7 @@ export class Outbox extends EventEmitter {
       }
     }
     const seq = ++this.seq;
-    this.inflight = { seq, accepted, bytes: groupBytes };
+    this.inflight = { seq, postedAt: Date.now(), accepted, bytes: groupBytes };
     this.port.ref();
     this.post({ t: 'commit', seq, now: Date.now(), machine, ts, data, bytes, groupBytes });
     return true;
@@ -456,6 +464,7 @@ export class Outbox extends EventEmitter {
     if (this.failed || this.closed) return;
     const err = new GatewayError(ErrorCodes.OUTBOX_WORKER, `${message}; readings can no longer be stored (none is acknowledged): restart the gateway`, 503, { cause });
     this.failed = err;
+    clearInterval(this.watchdog);
     if (this.timer) clearTimeout(this.timer);
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.timer = undefined;
@@ -620,6 +629,7 @@ export class Outbox extends EventEmitter {
       }
     }
     this.closed = true;
+    clearInterval(this.watchdog);
     this.port.close();
     void this.worker.terminate();
     this.db.close();
