@@ -125,7 +125,10 @@ function workerScript(): { script: string | URL; eval: boolean } {
   if (devWorkerCode === undefined) {
     const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript');
     const src = readFileSync(new URL('./worker.ts', import.meta.url), 'utf8');
-    devWorkerCode = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
+    const js = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
+    // Resolve its imports from its own directory, not from the process's working directory.
+    const self = JSON.stringify(fileURLToPath(new URL('./worker.ts', import.meta.url)));
+    devWorkerCode = `(function (require) {\n${js}\n})(require('node:module').createRequire(${self}));`;
   }
   return { script: devWorkerCode, eval: true };
 }
