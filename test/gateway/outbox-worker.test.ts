@@ -1,8 +1,12 @@
 /**
  * The outbox's writer thread failing is not silent: the outbox refuses what it had not committed
  * (no acknowledgement for it) and everything after, with SMARTOPS_OUTBOX_WORKER, and reports it
- * once; what was committed before stays on disk.
+ * once; what was committed before stays on disk. A real gateway (child process) then logs the coded
+ * error and exits with code 1 without acknowledging the message.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { ErrorCodes, type GatewayError } from '../../gateway/src/errors.js';
@@ -52,5 +56,42 @@ describe('outbox writer thread', () => {
     opened.push(again);
     expect(again.stats().depth).toBe(7);
     await expect(box.append(readings(7, 1))).rejects.toMatchObject({ code: ErrorCodes.OUTBOX_CLOSED });
+  });
+
+  it('a gateway whose writer thread crashes does not acknowledge, logs SMARTOPS_OUTBOX_WORKER and exits 1', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/gateway/fixtures/outbox-crash-gateway.ts', tempDir('ob-gw-crash')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const t = setInterval(() => {
+          const m = /\{"mqttPort":(\d+)\}/.exec(out);
+          if (m) {
+            clearInterval(t);
+            resolve(Number(m[1]));
+          } else if (child.exitCode !== null) {
+            clearInterval(t);
+            reject(new Error(`gateway exited early: ${out}`));
+          }
+        }, 50);
+      });
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, clientId: 'crash-test' });
+      client.on('error', () => undefined);
+      let acked = false;
+      client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
+        if (!err) acked = true;
+      });
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 30_000))]);
+      client.end(true);
+      expect(code).toBe(1);
+      expect(acked).toBe(false);
+      expect(out).toContain('SMARTOPS_OUTBOX_WORKER');
+      expect(out).toContain('outbox writer thread failed');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 });
