@@ -7,10 +7,12 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
 import { MqttAcl, loadUsersFile } from './auth/mqtt-acl.js';
 import { Broker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
 import type { Reading } from './contract/reading.js';
+import type { GatewayError } from './errors.js';
 import { createHttpServer } from './http/server.js';
 import { coreRoutes, type ReadinessCheck } from './http/routes/core.js';
 import { detectionRoutes } from './http/routes/detection.js';
@@ -80,6 +82,17 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
   try {
     // --- durable outbox
+    // Its writer thread failing is fatal: nothing more can be stored (and nothing is acknowledged),
+    // so the gateway stops and exits non-zero for its supervisor (systemd, Docker) to restart it.
+    const outboxWorkerFailures = new Counter({
+      name: 'smartops_outbox_worker_failures_total',
+      help: 'Failures of the outbox writer thread (each one stops the gateway: readings can no longer be stored)',
+      registers: [registry],
+    });
+    let outboxFatalEarly: GatewayError | undefined;
+    let onOutboxFatal = (err: GatewayError): void => {
+      outboxFatalEarly = err;
+    };
     const dropLog = new RateLimitedLog(logger.child({ component: 'outbox' }), 10_000);
     const outbox = new Outbox({
       dir: dataDir,
@@ -98,6 +111,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         );
       },
       onCommit: (s) => metrics.outboxCommitLatency.observe(s),
+      onFatal: (err) => {
+        outboxWorkerFailures.inc();
+        logger.fatal({ code: err.code, err }, 'outbox writer thread failed: readings can no longer be stored; stopping the gateway (exit code 1)');
+        onOutboxFatal(err);
+      },
     });
     cleanups.push(() => outbox.close());
     metrics.outboxBudgetBytes.set(config.outbox.maxBytes);
@@ -316,6 +334,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       })();
       return stopping;
     };
+    onOutboxFatal = () => {
+      void stop().finally(() => process.exit(1));
+    };
+    if (outboxFatalEarly) onOutboxFatal(outboxFatalEarly);
     return { mqttPort: ports.mqtt, httpPort, wsPort: ports.ws, tlsPort: ports.tls, sinkType: sink.name, logger, stop };
   } catch (e) {
     await cleanup();

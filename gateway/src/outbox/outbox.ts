@@ -2,20 +2,29 @@
  * Durable outbox: every accepted reading is committed here (SQLite WAL) before its publisher gets
  * a PUBACK; the forwarder reads in id order and deletes only what the sink confirmed.
  *
- * - Group commit: appends arriving within `commitIntervalMs` share one transaction, so durability
- *   costs one disk flush per group, not per message. The transaction runs synchronously on the
- *   event loop; nothing else can interleave with it, so no locking is needed.
+ * - Writer thread: every write (group-commit transaction and its fsync, drop-oldest, acknowledged
+ *   deletes, quarantine) runs in a worker thread (worker.ts) on its own connection, one request at
+ *   a time in order, so the event loop does not wait for the disk. The main thread groups appends,
+ *   serialises them (one message per group) and resolves them when the worker reports the commit;
+ *   reads (forwarder, quarantine list, oldest row) use a second connection here (WAL readers never
+ *   wait for the writer). At most one group commit is with the worker at a time; what arrives
+ *   meanwhile forms the next group. ack/quarantine/close wait for the worker synchronously
+ *   (Atomics.wait), so callers see the table already changed, as before.
+ * - Worker failure: if the worker dies or stops answering, the outbox fails closed: every append
+ *   waiting or to come is refused with SMARTOPS_OUTBOX_WORKER (no PUBACK for anything not committed)
+ *   and `onFatal` is called once; the gateway then stops (main.ts).
  * - fsync policy (SQLite `synchronous`, https://sqlite.org/pragma.html#pragma_synchronous):
  *   `always` = FULL: in WAL mode the WAL is fsynced at every commit, so an acknowledged reading
  *   survives a power cut. `os` = NORMAL: the WAL is fsynced only at checkpoints; an acknowledged
  *   reading survives a crash of the gateway process (the data is in the OS page cache) but the last
  *   commits before a power cut or kernel crash can be lost. Either way the database stays consistent.
  * - Disk budget: the bytes of waiting readings (JSON payload + machine id + a fixed per-row overhead)
- *   are counted exactly in memory, adjusted in the same tick as every insert/delete. When an append
- *   does not fit, `reject` holds it (back-pressure: no PUBACK) and refuses it after `fullWaitMs`;
- *   `drop-oldest` deletes the oldest waiting rows in the same transaction as the insert, counted.
- *   The SQLite file itself is larger than the logical bytes (pages, indexes, free pages reused
- *   after deletes) and the WAL is truncated to JOURNAL_SIZE_LIMIT after checkpoints.
+ *   are counted exactly (by the worker, in step with every insert/delete it commits; the main
+ *   thread takes its figures from each reply). When an append does not fit, `reject` holds it
+ *   (back-pressure: no PUBACK) and refuses it after `fullWaitMs`; `drop-oldest` deletes the oldest
+ *   waiting rows in the same transaction as the insert, counted. The SQLite file itself is larger
+ *   than the logical bytes (pages, indexes, free pages reused after deletes) and the WAL is
+ *   truncated to JOURNAL_SIZE_LIMIT after checkpoints.
  * - Order: ids are AUTOINCREMENT (never reused) and commits are serialized, so readings leave in
  *   the order they were accepted; a held append keeps every later append behind it.
  * - Drops are reported through `onDrop` exactly: rows deleted by drop-oldest while the forwarder
@@ -23,9 +32,14 @@
  */
 import Database from 'better-sqlite3';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { Reading } from '../contract/reading.js';
 import { ErrorCodes, GatewayError } from '../errors.js';
+import type { CommittedReply, Counters, Reply, Request, WorkerInit } from './protocol.js';
 
 export type DropReason = 'outbox_full_drop_oldest' | 'quarantine_overflow';
 
@@ -42,6 +56,8 @@ export interface OutboxOptions {
   onDrop?: (count: number, reason: DropReason) => void;
   /** Called with the duration (s) of each group commit. */
   onCommit?: (seconds: number, readings: number) => void;
+  /** Called once if the writer thread fails; the outbox refuses every append from then on. */
+  onFatal?: (err: GatewayError) => void;
 }
 
 export interface OutboxEntry {
@@ -77,55 +93,97 @@ interface PendingAppend {
   waitingSince?: number;
 }
 
+/** The group commit the worker is storing now. */
+interface InflightCommit {
+  seq: number;
+  postedAt: number;
+  accepted: PendingAppend[];
+  bytes: number;
+}
+
 /** Fixed per-row overhead (rowid, ts, arrival, bytes column, record header) added to the payload length. */
 const ROW_OVERHEAD = 48;
 /** After a checkpoint the WAL file is truncated to this size, so it cannot stay large after a burst. */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
+/** Longest wait for the worker (a group commit, ack, quarantine, close) before it is declared failed. */
+const SYNC_TIMEOUT_MS = 15_000;
 
-function isDiskFull(e: unknown): boolean {
-  const code = (e as { code?: string }).code;
+function isDiskFull(code: string | undefined): boolean {
   return code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE';
 }
 
+let devWorkerCode: string | undefined;
+
+/**
+ * The worker script next to this module: compiled .js in production. In development (tests, tsx)
+ * the .ts source, transpiled once per process with the TypeScript compiler and run as CommonJS:
+ * node's --import flag does not reach worker threads, and registering tsx in each worker costs
+ * ~300 ms per outbox opened. No node flags are passed on: the worker needs none.
+ */
+function workerScript(): { script: string | URL; eval: boolean } {
+  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return { script: new URL('./worker.js', import.meta.url), eval: false };
+  if (devWorkerCode === undefined) {
+    const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript');
+    const src = readFileSync(new URL('./worker.ts', import.meta.url), 'utf8');
+    const js = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
+    // Resolve its imports from its own directory, not from the process's working directory.
+    const self = JSON.stringify(fileURLToPath(new URL('./worker.ts', import.meta.url)));
+    devWorkerCode = `(function (require) {\n${js}\n})(require('node:module').createRequire(${self}));`;
+  }
+  return { script: devWorkerCode, eval: true };
+}
+
+/** How many of the ascending `ids` lie in lo..hi. */
+function countIn(ids: Float64Array, lo: number, hi: number): number {
+  let n = 0;
+  for (const id of ids) {
+    if (id > hi) break;
+    if (id >= lo) n++;
+  }
+  return n;
+}
+
 export class Outbox extends EventEmitter {
+  /** Read-only use: the worker owns every write. */
   private readonly db: Database.Database;
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private readonly signal: Int32Array;
   private readonly opts: OutboxOptions;
-  private readonly quarantineKeep: number;
+  private seq = 0;
   private pending: PendingAppend[] = [];
   /** Rows in `pending` (the next group commit), kept in step with it for ingest back-pressure. */
   private pendingRows = 0;
   private waiting: PendingAppend[] = [];
+  private inflight: InflightCommit | undefined;
+  /** The commit timer fired while a commit was with the worker: commit as soon as it is back. */
+  private due = false;
   private timer: NodeJS.Timeout | undefined;
   private waitTimer: NodeJS.Timeout | undefined;
+  /** Checks that a group commit with the worker comes back (a hung writer must not hang ingest silently). */
+  private readonly watchdog: NodeJS.Timeout;
   private closed = false;
-  private depth = 0;
-  private bytes = 0;
-  private quarantined = 0;
+  private failed: GatewayError | undefined;
+  private readonly counters: Counters;
   /** Ids the forwarder is writing right now, and how many of them drop-oldest deleted meanwhile. */
   private flight: { lo: number; hi: number; dropped: number } | null = null;
+  /**
+   * The flight that ended last, if its write succeeded: a commit the worker ran before that flight's
+   * ack may report drops in its range after it ended; those rows arrived, so they are not counted.
+   */
+  private delivered: { lo: number; hi: number } | null = null;
   private readonly stmts: {
-    insert: Database.Statement;
     read: Database.Statement;
-    deleteUpTo: Database.Statement;
-    deleteId: Database.Statement;
     oldest: Database.Statement;
-    oldestRows: Database.Statement;
-    quarantine: Database.Statement;
     listQuarantine: Database.Statement;
-    countQuarantine: Database.Statement;
-    trimQuarantine: Database.Statement;
-    sumUpTo: Database.Statement;
-    bytesOf: Database.Statement;
   };
 
   constructor(opts: OutboxOptions) {
     super();
     this.opts = opts;
-    this.quarantineKeep = opts.quarantineKeep ?? 10000;
-    this.db = new Database(join(opts.dir, 'outbox.sqlite'));
+    const file = join(opts.dir, 'outbox.sqlite');
+    this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.fsync === 'always' ? 'FULL' : 'NORMAL'}`);
-    this.db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -145,31 +203,57 @@ export class Outbox extends EventEmitter {
       );
     `);
     this.stmts = {
-      insert: this.db.prepare('INSERT INTO outbox (machine, ts, data, bytes, arrived) VALUES (?, ?, ?, ?, ?)'),
       read: this.db.prepare('SELECT id, machine, ts, data FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
-      deleteUpTo: this.db.prepare('DELETE FROM outbox WHERE id <= ?'),
-      deleteId: this.db.prepare('DELETE FROM outbox WHERE id = ?'),
       oldest: this.db.prepare('SELECT id, arrived FROM outbox ORDER BY id LIMIT 1'),
-      oldestRows: this.db.prepare('SELECT id, bytes FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
-      quarantine: this.db.prepare('INSERT OR REPLACE INTO quarantine (id, machine, ts, data, error, at) SELECT id, machine, ts, data, ?, ? FROM outbox WHERE id = ?'),
       listQuarantine: this.db.prepare('SELECT id, machine, ts, data, error, at FROM quarantine ORDER BY id DESC LIMIT ?'),
-      countQuarantine: this.db.prepare('SELECT COUNT(*) AS n FROM quarantine'),
-      trimQuarantine: this.db.prepare('DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)'),
-      sumUpTo: this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE id <= ?'),
-      bytesOf: this.db.prepare('SELECT bytes FROM outbox WHERE id = ?'),
     };
     const row = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
-    this.depth = row.n;
-    this.bytes = row.b;
-    this.quarantined = (this.stmts.countQuarantine.get() as { n: number }).n;
+    this.counters = { depth: row.n, bytes: row.b, quarantined: (this.db.prepare('SELECT COUNT(*) AS n FROM quarantine').get() as { n: number }).n };
+
+    const init: WorkerInit = {
+      file,
+      fsync: opts.fsync,
+      maxBytes: opts.maxBytes,
+      fullPolicy: opts.fullPolicy,
+      quarantineKeep: opts.quarantineKeep ?? 10000,
+      journalSizeLimit: JOURNAL_SIZE_LIMIT,
+    };
+    // [0]: bumped after every reply; [1]: set to 1 by a worker that is dying.
+    const shared = new SharedArrayBuffer(8);
+    this.signal = new Int32Array(shared);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const script = workerScript();
+    this.worker = new Worker(script.script, {
+      eval: script.eval,
+      workerData: { port: port2, signal: shared, init },
+      transferList: [port2],
+      execArgv: [],
+    });
+    // Neither keeps the process alive by itself; the port is referenced while a commit is out.
+    this.worker.unref();
+    this.port.on('message', (m: Reply) => this.onReply(m));
+    this.port.unref();
+    this.worker.on('error', (e) => this.fail(`outbox writer thread failed: ${e.message}`, e));
+    this.worker.on('message', (m: { fatal?: string }) => this.fail(`outbox writer thread failed: ${m.fatal ?? 'unknown error'}`));
+    this.worker.on('exit', (code) => {
+      if (!this.closed) this.fail(`outbox writer thread exited unexpectedly (exit code ${code})`);
+    });
+    this.watchdog = setInterval(() => {
+      const c = this.inflight;
+      if (c && Date.now() - c.postedAt > SYNC_TIMEOUT_MS) this.fail(`outbox writer thread did not finish a group commit within ${SYNC_TIMEOUT_MS} ms`);
+    }, 1000);
+    this.watchdog.unref();
   }
 
   /**
    * Resolves once the readings are committed (and fsynced with fsync=always). Rejects with
    * SMARTOPS_OUTBOX_FULL when they cannot be stored (budget full past fullWaitMs, message larger
-   * than the budget, disk full) and SMARTOPS_OUTBOX_CLOSED while stopping.
+   * than the budget, disk full), SMARTOPS_OUTBOX_CLOSED while stopping and SMARTOPS_OUTBOX_WORKER
+   * after the writer thread failed.
    */
   append(readings: Reading[]): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
     if (this.closed) return Promise.reject(new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503));
     const rows = readings.map((r) => {
       const data = JSON.stringify(r.seq === undefined ? { m: r.metrics } : { m: r.metrics, s: r.seq });
@@ -192,7 +276,12 @@ export class Outbox extends EventEmitter {
     });
   }
 
-  /** Readings the next group commit will store (not those held for space under the reject policy). */
+  /**
+   * Readings the next group commit will store (not those held for space under the reject policy,
+   * nor the group the worker is storing now). Ingest back-pressure bounds this; the group with the
+   * worker was such a next group, so at most twice the bound waits for a commit, and the next group
+   * fills while the worker commits the previous one.
+   */
   pendingReadings(): number {
     return this.pendingRows;
   }
@@ -207,6 +296,10 @@ export class Outbox extends EventEmitter {
 
   /** One group commit; 'settled' tells ingest back-pressure that the pending queue was taken. */
   private commit(): void {
+    if (this.inflight) {
+      this.due = true;
+      return;
+    }
     try {
       this.commitGroup();
     } finally {
@@ -214,11 +307,16 @@ export class Outbox extends EventEmitter {
     }
   }
 
-  private commitGroup(): void {
+  /** Admit what fits from `pending` and hand it to the worker; false when nothing was sent. */
+  private commitGroup(): boolean {
     const batch = this.pending;
     this.pending = [];
     this.pendingRows = 0;
-    if (batch.length === 0) return;
+    if (batch.length === 0) return false;
+    if (this.failed) {
+      for (const p of batch) p.reject(this.failed);
+      return false;
+    }
     const max = this.opts.maxBytes;
     const accepted: PendingAppend[] = [];
     let groupBytes = 0;
@@ -230,7 +328,8 @@ export class Outbox extends EventEmitter {
       }
       if (this.opts.fullPolicy === 'reject') {
         // Once one append waits, every later one waits behind it (order per publisher and machine).
-        if (this.waiting.length > 0 || this.bytes + groupBytes + p.bytes > max) {
+        // No other commit is with the worker now, so the counters are current.
+        if (this.waiting.length > 0 || this.counters.bytes + groupBytes + p.bytes > max) {
           p.waitingSince ??= Date.now();
           this.waiting.push(p);
           continue;
@@ -246,67 +345,144 @@ export class Outbox extends EventEmitter {
       accepted.push(p);
     }
     if (this.waiting.length > 0) this.armWaitTimer();
-    if (accepted.length === 0) return;
-    // drop-oldest: free what the group needs beyond the budget; always possible since groupBytes <= max.
-    const overflow = Math.max(0, this.bytes + groupBytes - max);
-    const started = process.hrtime.bigint();
-    const now = Date.now();
-    let count = 0;
-    let drop = { rows: 0, bytes: 0, inFlight: 0 };
+    if (accepted.length === 0) return false;
+    const machine: string[] = [];
+    const ts: number[] = [];
+    const data: string[] = [];
+    const bytes: number[] = [];
+    for (const p of accepted) {
+      for (const r of p.rows) {
+        machine.push(r.machine);
+        ts.push(r.ts);
+        data.push(r.data);
+        bytes.push(r.bytes);
+      }
+    }
+    const seq = ++this.seq;
+    this.inflight = { seq, postedAt: Date.now(), accepted, bytes: groupBytes };
+    this.port.ref();
+    this.post({ t: 'commit', seq, now: Date.now(), machine, ts, data, bytes, groupBytes });
+    return true;
+  }
+
+  private post(m: Request): void {
+    this.port.postMessage(m);
+  }
+
+  /** Every reply from the worker, in order (from the port's event, or drained by a synchronous wait). */
+  private onReply(m: Reply): void {
+    const c = this.inflight;
+    if (!c || m.seq !== c.seq) return; // replies to synchronous calls are taken by call()
+    this.inflight = undefined;
+    this.port.unref();
     try {
-      this.db.transaction(() => {
-        if (overflow > 0) drop = this.dropOldest(overflow);
-        for (const p of accepted) {
-          for (const r of p.rows) {
-            this.stmts.insert.run(r.machine, r.ts, r.data, r.bytes, now);
-            count++;
-          }
-        }
-      })();
-    } catch (e) {
-      const err = isDiskFull(e)
-        ? new GatewayError(ErrorCodes.OUTBOX_FULL, `disk full: cannot store readings in ${this.opts.dir} (${(e as Error).message})`, 503, { cause: e })
-        : (e as Error);
-      for (const p of accepted) p.reject(err);
-      return;
+      if (m.t === 'committed') this.committed(m, c);
+      else {
+        const err =
+          m.t === 'failed' && isDiskFull(m.code)
+            ? new GatewayError(ErrorCodes.OUTBOX_FULL, `disk full: cannot store readings in ${this.opts.dir} (${m.message})`, 503)
+            : new GatewayError(ErrorCodes.OUTBOX_WRITE, `cannot store readings in ${this.opts.dir}: ${m.t === 'failed' ? m.message : `unexpected reply ${m.t}`}`, 503);
+        for (const p of c.accepted) p.reject(err);
+      }
+    } finally {
+      if (this.due && !this.closed) {
+        this.due = false;
+        this.commit();
+      }
     }
+  }
+
+  private committed(m: CommittedReply, c: InflightCommit): void {
     // Counters change only after the transaction committed, so they always match the table.
-    this.depth += count - drop.rows;
-    this.bytes += groupBytes - drop.bytes;
-    if (drop.rows > 0) {
-      if (this.flight) this.flight.dropped += drop.inFlight;
-      const counted = drop.rows - drop.inFlight;
+    this.setCounters(m);
+    if (m.dropRows > 0) {
+      const ids = m.dropIds ?? new Float64Array(0);
+      let inFlight = 0;
+      if (this.flight) {
+        const n = countIn(ids, this.flight.lo, this.flight.hi);
+        this.flight.dropped += n;
+        inFlight += n;
+      }
+      if (this.delivered) inFlight += countIn(ids, this.delivered.lo, this.delivered.hi);
+      const counted = m.dropRows - inFlight;
       if (counted > 0) this.opts.onDrop?.(counted, 'outbox_full_drop_oldest');
-      this.emit('dropped', drop.rows);
+      this.emit('dropped', m.dropRows);
     }
-    this.opts.onCommit?.(Number(process.hrtime.bigint() - started) / 1e9, count);
-    for (const p of accepted) p.resolve();
+    this.opts.onCommit?.(m.seconds, m.count);
+    for (const p of c.accepted) p.resolve();
     this.emit('append');
   }
 
-  /** Delete the oldest rows until at least `needBytes` are freed. Runs inside the commit transaction. */
-  private dropOldest(needBytes: number): { rows: number; bytes: number; inFlight: number } {
-    let freed = 0;
-    let n = 0;
-    let inFlight = 0;
-    let after = 0;
-    while (freed < needBytes) {
-      const rows = this.stmts.oldestRows.all(after, 500) as { id: number; bytes: number }[];
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        freed += r.bytes;
-        n++;
-        after = r.id;
-        if (this.flight && r.id >= this.flight.lo && r.id <= this.flight.hi) inFlight++;
-        if (freed >= needBytes) break;
+  private setCounters(c: Counters): void {
+    this.counters.depth = c.depth;
+    this.counters.bytes = c.bytes;
+    this.counters.quarantined = c.quarantined;
+  }
+
+  /**
+   * Send a request and wait for its reply synchronously (replies before it, e.g. a group commit's,
+   * are handled on the way, in order). Throws SMARTOPS_OUTBOX_WORKER if the worker does not answer.
+   */
+  private call(m: Request): Reply {
+    if (this.failed) throw this.failed;
+    this.post(m);
+    const deadline = Date.now() + SYNC_TIMEOUT_MS;
+    for (;;) {
+      const seen = Atomics.load(this.signal, 0);
+      let r = receiveMessageOnPort(this.port);
+      while (r) {
+        const reply = r.message as Reply;
+        if (reply.seq === m.seq) return reply;
+        this.onReply(reply);
+        r = receiveMessageOnPort(this.port);
       }
+      if (this.failed) throw this.failed;
+      if (Atomics.load(this.signal, 1) === 1) {
+        this.fail('outbox writer thread failed (uncaught error)');
+        throw this.failed as unknown as GatewayError;
+      }
+      if (Date.now() > deadline) {
+        this.fail(`outbox writer thread did not answer a ${m.t} request within ${SYNC_TIMEOUT_MS} ms`);
+        throw this.failed as unknown as GatewayError;
+      }
+      Atomics.wait(this.signal, 0, seen, 100);
     }
-    if (n > 0) this.stmts.deleteUpTo.run(after);
-    return { rows: n, bytes: freed, inFlight };
+  }
+
+  /** Wait (synchronously) until no group commit is with the worker. */
+  private settleInflight(): void {
+    while (this.inflight && !this.failed) {
+      // A no-op round trip (deletes nothing): every reply before its own, the commit's, is handled first.
+      const r = this.call({ t: 'ack', seq: ++this.seq, upTo: 0 });
+      if (r.t === 'acked') this.setCounters(r);
+    }
+  }
+
+  private failedReply(r: Reply): never {
+    throw new GatewayError(ErrorCodes.OUTBOX_WRITE, `outbox write failed in ${this.opts.dir}: ${r.t === 'failed' ? r.message : `unexpected reply ${r.t}`}`, 503);
+  }
+
+  /** The writer thread is gone: refuse everything not committed, once, and tell the gateway. */
+  private fail(message: string, cause?: unknown): void {
+    if (this.failed || this.closed) return;
+    const err = new GatewayError(ErrorCodes.OUTBOX_WORKER, `${message}; readings can no longer be stored (none is acknowledged): restart the gateway`, 503, { cause });
+    this.failed = err;
+    clearInterval(this.watchdog);
+    if (this.timer) clearTimeout(this.timer);
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.timer = undefined;
+    this.waitTimer = undefined;
+    const c = this.inflight;
+    this.inflight = undefined;
+    this.port.unref();
+    for (const p of [...(c ? c.accepted : []), ...this.pending.splice(0), ...this.waiting.splice(0)]) p.reject(err);
+    this.pendingRows = 0;
+    this.emit('settled');
+    this.opts.onFatal?.(err);
   }
 
   private armWaitTimer(): void {
-    if (this.waitTimer || this.closed) return;
+    if (this.waitTimer || this.closed || this.failed) return;
     this.waitTimer = setTimeout(() => {
       this.waitTimer = undefined;
       this.retryWaiting();
@@ -315,8 +491,9 @@ export class Outbox extends EventEmitter {
 
   /** Move held appends back into the commit queue as space allows; refuse them once held too long. */
   private retryWaiting(): void {
-    if (this.closed) return;
-    let room = this.opts.maxBytes - this.bytes - this.pending.reduce((a, p) => a + p.bytes, 0);
+    if (this.closed || this.failed) return;
+    // The group with the worker is not in the counters yet: count it as taken.
+    let room = this.opts.maxBytes - this.counters.bytes - (this.inflight ? this.inflight.bytes : 0) - this.pending.reduce((a, p) => a + p.bytes, 0);
     while (this.waiting.length > 0) {
       const p = this.waiting[0] as PendingAppend;
       if (p.bytes > room) break;
@@ -366,23 +543,22 @@ export class Outbox extends EventEmitter {
    */
   beginFlight(lo: number, hi: number): void {
     this.flight = { lo, hi, dropped: 0 };
+    this.delivered = null;
   }
 
   endFlight(delivered: boolean): void {
     const f = this.flight;
     this.flight = null;
+    this.delivered = f && delivered ? { lo: f.lo, hi: f.hi } : null;
     if (f && !delivered && f.dropped > 0) this.opts.onDrop?.(f.dropped, 'outbox_full_drop_oldest');
   }
 
   /** The sink confirmed everything up to and including `id`: delete it. */
   ack(upToId: number): void {
     if (this.closed) return;
-    const s = this.stmts.sumUpTo.get(upToId) as { n: number; b: number };
-    if (s.n > 0) {
-      this.stmts.deleteUpTo.run(upToId);
-      this.depth -= s.n;
-      this.bytes -= s.b;
-    }
+    const r = this.call({ t: 'ack', seq: ++this.seq, upTo: upToId });
+    if (r.t !== 'acked') this.failedReply(r);
+    this.setCounters(r);
     if (this.waiting.length > 0) this.retryWaiting();
   }
 
@@ -392,28 +568,12 @@ export class Outbox extends EventEmitter {
    */
   quarantine(ids: number[], error: string): number {
     if (this.closed) return 0;
-    const now = Date.now();
-    let moved = 0;
-    let freed = 0;
-    let trimmed = 0;
-    this.db.transaction(() => {
-      for (const id of ids) {
-        const row = this.stmts.bytesOf.get(id) as { bytes: number } | undefined;
-        if (!row) continue;
-        this.stmts.quarantine.run(error.slice(0, 1000), now, id);
-        this.stmts.deleteId.run(id);
-        moved++;
-        freed += row.bytes;
-      }
-      const over = this.quarantined + moved - this.quarantineKeep;
-      if (over > 0) trimmed = this.stmts.trimQuarantine.run(over).changes;
-    })();
-    this.depth -= moved;
-    this.bytes -= freed;
-    this.quarantined += moved - trimmed;
-    if (trimmed > 0) this.opts.onDrop?.(trimmed, 'quarantine_overflow');
+    const r = this.call({ t: 'quarantine', seq: ++this.seq, ids, error: error.slice(0, 1000), now: Date.now() });
+    if (r.t !== 'quarantined') this.failedReply(r);
+    this.setCounters(r);
+    if (r.trimmed > 0) this.opts.onDrop?.(r.trimmed, 'quarantine_overflow');
     if (this.waiting.length > 0) this.retryWaiting();
-    return moved;
+    return r.moved;
   }
 
   listQuarantine(limit: number): QuarantinedEntry[] {
@@ -425,36 +585,56 @@ export class Outbox extends EventEmitter {
   stats(): OutboxStats {
     const o = this.closed ? undefined : (this.stmts.oldest.get() as { arrived: number } | undefined);
     return {
-      depth: this.depth,
-      bytes: this.bytes,
+      depth: this.counters.depth,
+      bytes: this.counters.bytes,
       maxBytes: this.opts.maxBytes,
       oldestArrival: o ? o.arrived : null,
-      quarantined: this.quarantined,
+      quarantined: this.counters.quarantined,
       held: this.waiting.length,
     };
   }
 
-  /** Commit what is pending, refuse what is held, then close the database. */
+  /** Test hook (fault injection): make the writer thread die with an uncaught error. */
+  crashWorkerForTest(): void {
+    this.post({ t: 'crash', seq: ++this.seq });
+  }
+
+  /** Commit what is pending, refuse what is held, then close the database and end the worker. */
   close(): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
     if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.timer = undefined;
     this.waitTimer = undefined;
     // Appends already received are stored if they fit (their publishers may still get the ack).
     // Each round stores at least one append or moves it to `waiting`, so this ends.
-    while (this.pending.length > 0) this.commit();
+    try {
+      this.settleInflight();
+      while (this.pending.length > 0 && !this.failed) {
+        this.due = false;
+        this.commit();
+        this.settleInflight();
+      }
+    } catch {
+      // the worker failed: fail() already refused what it had
+    }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.closed = true;
-    const err = new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503);
+    const err = this.failed ?? new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503);
     for (const p of this.pending.splice(0)) p.reject(err);
     this.pendingRows = 0;
     for (const p of this.waiting.splice(0)) p.reject(err);
-    try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      // best effort: the WAL is replayed on next open anyway
+    if (!this.failed) {
+      try {
+        this.call({ t: 'close', seq: ++this.seq });
+      } catch {
+        // fail() reported it; the WAL is replayed on next open anyway
+      }
     }
+    this.closed = true;
+    clearInterval(this.watchdog);
+    this.port.close();
+    void this.worker.terminate();
     this.db.close();
   }
 }

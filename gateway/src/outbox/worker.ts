@@ -1,0 +1,161 @@
+/**
+ * The outbox's SQLite writer, in a worker thread: every write to the outbox database (group-commit
+ * inserts with drop-oldest in the same transaction, acknowledged deletes, quarantine) runs here, so
+ * the COMMIT's fsync no longer blocks the gateway's event loop. Requests are handled one at a time
+ * in arrival order, so writes stay serialized exactly as they were on the main thread.
+ *
+ * After each reply it bumps a shared counter and wakes the main thread, which waits on it
+ * (Atomics.wait) for the few calls it makes synchronously (ack, quarantine, close).
+ */
+import Database from 'better-sqlite3';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { Counters, Reply, Request, WorkerInit } from './protocol.js';
+
+const { port, signal, init } = workerData as { port: MessagePort; signal: SharedArrayBuffer; init: WorkerInit };
+const sig = new Int32Array(signal);
+
+// Dying: tell the main thread at once (it may be waiting on `sig` for a reply that will not come).
+process.on('uncaughtException', (e) => {
+  Atomics.store(sig, 1, 1);
+  Atomics.notify(sig, 0);
+  parentPort?.postMessage({ fatal: e.message });
+  process.exit(1);
+});
+
+const db = new Database(init.file);
+db.pragma('journal_mode = WAL');
+db.pragma(`synchronous = ${init.fsync === 'always' ? 'FULL' : 'NORMAL'}`);
+db.pragma(`journal_size_limit = ${init.journalSizeLimit}`);
+
+const stmts = {
+  insert: db.prepare('INSERT INTO outbox (machine, ts, data, bytes, arrived) VALUES (?, ?, ?, ?, ?)'),
+  deleteUpTo: db.prepare('DELETE FROM outbox WHERE id <= ?'),
+  deleteId: db.prepare('DELETE FROM outbox WHERE id = ?'),
+  oldestRows: db.prepare('SELECT id, bytes FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
+  quarantine: db.prepare('INSERT OR REPLACE INTO quarantine (id, machine, ts, data, error, at) SELECT id, machine, ts, data, ?, ? FROM outbox WHERE id = ?'),
+  trimQuarantine: db.prepare('DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)'),
+  sumUpTo: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE id <= ?'),
+  bytesOf: db.prepare('SELECT bytes FROM outbox WHERE id = ?'),
+};
+
+const first = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
+const counters: Counters = {
+  depth: first.n,
+  bytes: first.b,
+  quarantined: (db.prepare('SELECT COUNT(*) AS n FROM quarantine').get() as { n: number }).n,
+};
+
+function reply(r: Reply, transfer?: ArrayBuffer[]): void {
+  port.postMessage(r, transfer);
+  Atomics.add(sig, 0, 1);
+  Atomics.notify(sig, 0);
+}
+
+/** Delete the oldest rows until at least `needBytes` are freed. Runs inside the commit transaction. */
+function dropOldest(needBytes: number): { ids: number[]; bytes: number } {
+  let freed = 0;
+  let after = 0;
+  const ids: number[] = [];
+  while (freed < needBytes) {
+    const rows = stmts.oldestRows.all(after, 500) as { id: number; bytes: number }[];
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      freed += r.bytes;
+      ids.push(r.id);
+      after = r.id;
+      if (freed >= needBytes) break;
+    }
+  }
+  if (ids.length > 0) stmts.deleteUpTo.run(after);
+  return { ids, bytes: freed };
+}
+
+function handle(m: Request): void {
+  switch (m.t) {
+    case 'commit': {
+      // drop-oldest: free what the group needs beyond the budget (the main thread splits groups so
+      // that one never exceeds the budget by itself); the reject policy never gets here over budget.
+      const overflow = init.fullPolicy === 'drop-oldest' ? Math.max(0, counters.bytes + m.groupBytes - init.maxBytes) : 0;
+      const started = process.hrtime.bigint();
+      let drop = { ids: [] as number[], bytes: 0 };
+      db.transaction(() => {
+        if (overflow > 0) drop = dropOldest(overflow);
+        for (let i = 0; i < m.machine.length; i++) stmts.insert.run(m.machine[i], m.ts[i], m.data[i], m.bytes[i], m.now);
+      })();
+      counters.depth += m.machine.length - drop.ids.length;
+      counters.bytes += m.groupBytes - drop.bytes;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (drop.ids.length > 0) {
+        const dropIds = Float64Array.from(drop.ids);
+        reply({ t: 'committed', seq: m.seq, count: m.machine.length, seconds, dropRows: drop.ids.length, dropIds, ...counters }, [dropIds.buffer as ArrayBuffer]);
+      } else {
+        reply({ t: 'committed', seq: m.seq, count: m.machine.length, seconds, dropRows: 0, ...counters });
+      }
+      return;
+    }
+    case 'ack': {
+      const s = stmts.sumUpTo.get(m.upTo) as { n: number; b: number };
+      if (s.n > 0) {
+        // The delete needs no flush of its own (the main thread waits for it): if a power cut
+        // loses it, those readings are sent again and the sink keeps one copy (series + time).
+        // The next group commit's flush makes it durable anyway.
+        if (init.fsync === 'always') db.pragma('synchronous = NORMAL');
+        try {
+          stmts.deleteUpTo.run(m.upTo);
+        } finally {
+          if (init.fsync === 'always') db.pragma('synchronous = FULL');
+        }
+        counters.depth -= s.n;
+        counters.bytes -= s.b;
+      }
+      reply({ t: 'acked', seq: m.seq, ...counters });
+      return;
+    }
+    case 'quarantine': {
+      let moved = 0;
+      let freed = 0;
+      let trimmed = 0;
+      db.transaction(() => {
+        for (const id of m.ids) {
+          const row = stmts.bytesOf.get(id) as { bytes: number } | undefined;
+          if (!row) continue;
+          stmts.quarantine.run(m.error, m.now, id);
+          stmts.deleteId.run(id);
+          moved++;
+          freed += row.bytes;
+        }
+        const over = counters.quarantined + moved - init.quarantineKeep;
+        if (over > 0) trimmed = stmts.trimQuarantine.run(over).changes;
+      })();
+      counters.depth -= moved;
+      counters.bytes -= freed;
+      counters.quarantined += moved - trimmed;
+      reply({ t: 'quarantined', seq: m.seq, moved, trimmed, ...counters });
+      return;
+    }
+    case 'close': {
+      try {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // best effort: the WAL is replayed on next open anyway
+      }
+      db.close();
+      reply({ t: 'closed', seq: m.seq });
+      port.close();
+      return;
+    }
+    case 'crash':
+      return; // handled before the try below
+  }
+}
+
+port.on('message', (m: Request) => {
+  // Test hook, outside the try on purpose: an uncaught error ends the worker.
+  if (m.t === 'crash') throw new Error('outbox worker crash requested (test hook)');
+  try {
+    handle(m);
+  } catch (e) {
+    // A failed transaction was rolled back: the counters above change only after a commit.
+    reply({ t: 'failed', seq: m.seq, message: (e as Error).message, ...((e as { code?: string }).code ? { code: (e as { code: string }).code } : {}) });
+  }
+});

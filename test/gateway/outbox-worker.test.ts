@@ -1,0 +1,97 @@
+/**
+ * The outbox's writer thread failing is not silent: the outbox refuses what it had not committed
+ * (no acknowledgement for it) and everything after, with SMARTOPS_OUTBOX_WORKER, and reports it
+ * once; what was committed before stays on disk. A real gateway (child process) then logs the coded
+ * error and exits with code 1 without acknowledging the message.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Reading } from '../../gateway/src/contract/reading.js';
+import { ErrorCodes, type GatewayError } from '../../gateway/src/errors.js';
+import { Outbox } from '../../gateway/src/outbox/outbox.js';
+import { removeTempDirs, tempDir } from '../reliability/helpers.js';
+
+const opened: Outbox[] = [];
+afterEach(() => {
+  for (const o of opened.splice(0)) o.close();
+  removeTempDirs();
+});
+
+function readings(from: number, n: number): Reading[] {
+  return Array.from({ length: n }, (_, i) => ({ machine: 'm1', ts: 1_700_000_000_000 + from + i, metrics: { v: from + i } }));
+}
+
+describe('outbox writer thread', () => {
+  it('a crash refuses the group it held and every later append, reports once, and keeps what was committed', async () => {
+    const dir = tempDir('ob-crash');
+    const fatal: GatewayError[] = [];
+    const box = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000, onFatal: (e) => fatal.push(e) });
+    opened.push(box);
+    await box.append(readings(0, 10));
+    box.crashWorkerForTest();
+    // Handed to the worker after the crash request: never committed, so never resolved.
+    await expect(box.append(readings(10, 5))).rejects.toMatchObject({ code: ErrorCodes.OUTBOX_WORKER });
+    await expect(box.append(readings(15, 1))).rejects.toMatchObject({ code: ErrorCodes.OUTBOX_WORKER });
+    expect(() => box.ack(1)).toThrow(expect.objectContaining({ code: ErrorCodes.OUTBOX_WORKER }) as Error);
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]?.code).toBe(ErrorCodes.OUTBOX_WORKER);
+    expect(box.pendingReadings()).toBe(0);
+    box.close();
+    opened.splice(0);
+    const again = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
+    opened.push(again);
+    expect(again.read(0, 100).map((e) => e.reading.metrics.v)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  });
+
+  it('close commits the appends still pending, then ends the thread', async () => {
+    const dir = tempDir('ob-close');
+    const box = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1000, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
+    const done = Promise.all([box.append(readings(0, 3)), box.append(readings(3, 4))]);
+    expect(box.pendingReadings()).toBe(7);
+    box.close();
+    await done;
+    const again = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
+    opened.push(again);
+    expect(again.stats().depth).toBe(7);
+    await expect(box.append(readings(7, 1))).rejects.toMatchObject({ code: ErrorCodes.OUTBOX_CLOSED });
+  });
+
+  it('a gateway whose writer thread crashes does not acknowledge, logs SMARTOPS_OUTBOX_WORKER and exits 1', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/gateway/fixtures/outbox-crash-gateway.ts', tempDir('ob-gw-crash')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const t = setInterval(() => {
+          const m = /\{"mqttPort":(\d+)\}/.exec(out);
+          if (m) {
+            clearInterval(t);
+            resolve(Number(m[1]));
+          } else if (child.exitCode !== null) {
+            clearInterval(t);
+            reject(new Error(`gateway exited early: ${out}`));
+          }
+        }, 50);
+      });
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, clientId: 'crash-test' });
+      client.on('error', () => undefined);
+      let acked = false;
+      client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
+        if (!err) acked = true;
+      });
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 30_000))]);
+      client.end(true);
+      expect(code).toBe(1);
+      expect(acked).toBe(false);
+      expect(out).toContain('SMARTOPS_OUTBOX_WORKER');
+      expect(out).toContain('outbox writer thread failed');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
