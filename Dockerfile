@@ -50,8 +50,12 @@ LABEL org.opencontainers.image.title="smartops-gateway" \
       org.opencontainers.image.description="Shop-floor edge gateway: MQTT ingest, durable store-and-forward to InfluxDB, anomaly detection and alerts" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# MALLOC_ARENA_MAX: glibc would give every allocating thread (libuv pool, V8 GC and compiler
+# workers) its own malloc arena, 10-18 MB resident in all; two are enough (docs/deployment.md
+# "Memory"). Only the environment can set it: it is read when the process starts.
 ENV NODE_ENV=production \
-    SMARTOPS_DATA_DIR=/data
+    SMARTOPS_DATA_DIR=/data \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 
 COPY --from=build --chown=root:root /app/package.json /app/package-lock.json ./

@@ -2,13 +2,55 @@
  * Prometheus metrics of the core pipeline. Modules that own other metrics (detection, alerts)
  * register them on the same Registry themselves.
  */
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../contract/reading.js';
 
 export function createRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'smartops_' });
+  registerResidentMemoryByKind(registry);
   return registry;
+}
+
+const RSS_KINDS = { anon: 'RssAnon', file: 'RssFile', shmem: 'RssShmem' } as const;
+
+/** RssAnon / RssFile / RssShmem of /proc/self/status in bytes; null where there is no such file (not Linux). */
+export function residentMemoryByKind(): Record<keyof typeof RSS_KINDS, number> | null {
+  let status: string;
+  try {
+    status = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return null;
+  }
+  const out = { anon: 0, file: 0, shmem: 0 };
+  for (const [kind, field] of Object.entries(RSS_KINDS) as [keyof typeof RSS_KINDS, string][]) {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!m) return null;
+    out[kind] = Number(m[1]) * 1024;
+  }
+  return out;
+}
+
+/**
+ * RSS split into anonymous memory (V8 heap, malloc: what the gateway's own state costs) and
+ * file-backed pages (the node binary's and native modules' code, ~75 MB, shared and reclaimable),
+ * which process_resident_memory_bytes lumps together. Linux only: /proc/self/status is a
+ * counter read, cheap enough for every scrape.
+ */
+function registerResidentMemoryByKind(registry: Registry): void {
+  if (!residentMemoryByKind()) return;
+  new Gauge({
+    name: 'smartops_process_resident_memory_by_kind_bytes',
+    help: 'Resident memory by kind: anon (V8 heap, native allocations), file (mapped code of node and native modules), shmem',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const r = residentMemoryByKind();
+      if (!r) return;
+      for (const [kind, bytes] of Object.entries(r)) this.set({ kind }, bytes);
+    },
+  });
 }
 
 export interface CoreMetrics {
