@@ -189,7 +189,8 @@ async function startGateway(influx: BenchInfluxd, opts: { detection?: Record<str
   const execArgs = ['--trace-gc', ...(argv['node-flags'] ? argv['node-flags'].split(/\s+/).filter(Boolean) : []), ...(opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [])];
   const gc = { lastLiveMB: null as number | null, maxLiveMB: null as number | null, markCompacts: 0 };
   let partial = '';
-  const proc = spawn(process.execPath, [...execArgs, ...cmd.argsPrefix, '--config', cfgFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // MALLOC_ARENA_MAX as the Dockerfile and the systemd unit set it (docs/deployment.md "Memory").
+  const proc = spawn(process.execPath, [...execArgs, ...cmd.argsPrefix, '--config', cfgFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' } });
   children.add(proc);
   let out = '';
   const keep = (d: Buffer): void => {
