@@ -41,11 +41,14 @@ describe('rare baseline states, hand-computed', () => {
     // another run: not kept
     expect(rare?.z).toHaveLength(6);
     expect(rare?.z[0]).toEqual([3, 1]);
-    // nearest non-overlapping neighbour of index 10 is 12: (0.2^2 + 0) / 2 features
-    expect(rare?.r2[0]).toBeCloseTo(0.02, 12);
+    // nearest non-overlapping neighbour of index 10 is 12: (0.2^2 + 0) / 2 features; the radius is twice that distance
+    expect(rare?.r2[0]).toBeCloseTo(4 * 0.02, 12);
     // a window between two exemplars of the trajectory is inside; the far run's direction is not
     expect(rareRatio(Float64Array.from([3.25, 1]), rare!, params, 10)).toBeLessThan(1);
     expect(rareRatio(Float64Array.from([0, 8.05]), rare!, params, 10)).toBeGreaterThan(1);
+    // a window as far from the end of the trajectory as two steps of it is on the edge; further is outside
+    expect(rareRatio(Float64Array.from([3.5 + 0.4, 1]), rare!, params, 10)).toBeCloseTo(1, 9);
+    expect(rareRatio(Float64Array.from([3.5 + 0.5, 1]), rare!, params, 10)).toBeGreaterThan(1);
     // max: evenly spaced exemplars; nothing above the threshold: nothing kept; 0: off
     expect(calibrateRare(vectors, scores, 2, params, { zClip: 10, k: 2, n: 3, overlap: 2, max: 3 })?.z.length).toBeLessThanOrEqual(3);
     expect(calibrateRare(vectors, scores, 9, params, { zClip: 10, k: 2, n: 3, overlap: 2, max: 64 })).toBeUndefined();

@@ -8,8 +8,8 @@
  *
  * Instead the baseline keeps the windows of its own would-be alerts: runs where k of n consecutive
  * out-of-sample scores are above the threshold. Each such window becomes an exemplar in the machine's
- * overall standardised feature space with a radius: the distance to its nearest other exemplar that
- * does not overlap it in time (a next point of the same slow trajectory). A later window above the
+ * overall standardised feature space with a radius: twice the distance to its nearest other exemplar
+ * that does not overlap it in time (a next point of the same slow trajectory). A later window above the
  * threshold that lies within an exemplar's radius is a state the baseline held; its window score is
  * brought down to `threshold x d^2 / r^2` (below the threshold inside the radius, continuous at its edge).
  *
@@ -27,6 +27,14 @@ export interface RareStates {
   /** Squared radius of each exemplar, in the units of `distance2`. */
   r2: number[];
 }
+
+/**
+ * An exemplar's radius, in units of the distance to its nearest neighbour in the same run. That distance
+ * is between two samples of one pass through the states; a later pass (next week's start-up) is sampled
+ * at other moments, with its own noise and weather, so it lies further from the nearest exemplar: on
+ * seed 1's healthy pump the next Monday's start-up windows were 1.1 to 1.8 neighbour distances away.
+ */
+const RADIUS_FACTOR = 2;
 
 /** Mean squared difference per feature between two standardised vectors. */
 function distance2(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -95,7 +103,7 @@ export function calibrateRare(
     if (bestAt < 0 || !Number.isFinite(best) || best <= 0) return;
     if (!sameRun(all, i, bestAt, o.n)) return;
     z.push(Array.from(zs[a] as Float64Array));
-    r2.push(best);
+    r2.push(RADIUS_FACTOR ** 2 * best);
   });
   return z.length > 0 ? { z, r2 } : undefined;
 }
