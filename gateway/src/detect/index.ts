@@ -554,11 +554,14 @@ class DetectionImpl extends EventEmitter implements Detection {
       const scores = res.map((r) => r.score).filter((s) => Number.isFinite(s));
       const t = this.cfg.threshold;
       const { threshold, qValue } = calibrateThreshold(scores, t);
-      // The baseline's own would-be alerts, in time order, kept as rare states (rare.ts).
+      // Out-of-sample scores and residuals back in time order (the folds dealt the windows round-robin).
       const byWindow = new Array<number>(vectors.length).fill(NaN);
+      const series: Array<Float64Array | undefined> = new Array(vectors.length);
       res.forEach((r, j) => {
         byWindow[at[j] as number] = r.score;
+        if (r.resid) series[at[j] as number] = r.resid;
       });
+      // The baseline's own would-be alerts, kept as rare states (rare.ts).
       const pol = this.cfg.policy;
       const rare = calibrateRare(vectors, byWindow, threshold, params, { zClip: this.model.zClip, k: pol.k, n: pol.n, overlap: Math.ceil(this.cfg.windowMs / this.cfg.hopMs), max: t.rareStates });
       // Drift spread: the same EWMA run over the out-of-sample residuals in time order.
@@ -566,10 +569,6 @@ class DetectionImpl extends EventEmitter implements Detection {
       let driftSlow: FittedBaseline['driftSlow'];
       let recurrence: FittedBaseline['recurrence'];
       if ((this.cfg.drift.enabled || this.cfg.recurrence.enabled) && this.model.hasResiduals) {
-        const series: Array<Float64Array | undefined> = new Array(vectors.length);
-        res.forEach((r, j) => {
-          if (r.resid) series[at[j] as number] = r.resid;
-        });
         const ordered = series.filter((x): x is Float64Array => x !== undefined);
         if (this.cfg.drift.enabled && ordered.length > 0) {
           const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());

@@ -307,15 +307,15 @@ export class Outbox extends EventEmitter {
     }
   }
 
-  /** Admit what fits from `pending` and hand it to the worker; false when nothing was sent. */
-  private commitGroup(): boolean {
+  /** Admit what fits from `pending` and hand it to the worker. */
+  private commitGroup(): void {
     const batch = this.pending;
     this.pending = [];
     this.pendingRows = 0;
-    if (batch.length === 0) return false;
+    if (batch.length === 0) return;
     if (this.failed) {
       for (const p of batch) p.reject(this.failed);
-      return false;
+      return;
     }
     const max = this.opts.maxBytes;
     const accepted: PendingAppend[] = [];
@@ -345,7 +345,7 @@ export class Outbox extends EventEmitter {
       accepted.push(p);
     }
     if (this.waiting.length > 0) this.armWaitTimer();
-    if (accepted.length === 0) return false;
+    if (accepted.length === 0) return;
     const machine: string[] = [];
     const ts: number[] = [];
     const data: string[] = [];
@@ -362,7 +362,6 @@ export class Outbox extends EventEmitter {
     this.inflight = { seq, postedAt: Date.now(), accepted, bytes: groupBytes };
     this.port.ref();
     this.post({ t: 'commit', seq, now: Date.now(), machine, ts, data, bytes, groupBytes });
-    return true;
   }
 
   private post(m: Request): void {
