@@ -499,6 +499,9 @@ function startProbePoller(influx: BenchInfluxd, db: string, load: Load, interval
   };
 }
 
+const MINOR_GC_COUNT = 'smartops_nodejs_gc_duration_seconds_count{kind="minor"}';
+const MINOR_GC_SUM = 'smartops_nodejs_gc_duration_seconds_sum{kind="minor"}';
+
 interface StepResult {
   target: number;
   achieved: number;
@@ -523,6 +526,11 @@ interface StepResult {
   /** Outbox group commits per second and their mean duration (transaction + fsync, on the event loop). */
   commitsPerSec: number | null;
   commitMeanMs: number | null;
+  /** Main-thread time in GC (all kinds) during the step, % of wall time (prom-client's perf_hooks GC histogram). */
+  gcPct: number | null;
+  /** Young-generation collections (scavenges) per 100,000 readings stored, and their mean pause. */
+  scavengesPer100k: number | null;
+  scavengeMeanMs: number | null;
   skipped: number;
   rejected: number;
   behind: boolean;
@@ -580,6 +588,12 @@ async function runStep(gw: Gw, influx: BenchInfluxd, load: Load, rate: number, s
         Math.max(1, (b.gwm.get('smartops_outbox_commit_duration_seconds_count') ?? 0) - (a.gwm.get('smartops_outbox_commit_duration_seconds_count') ?? 0)),
       2,
     ),
+    gcPct: round((((b.gwm.get('smartops_nodejs_gc_duration_seconds_sum') ?? 0) - (a.gwm.get('smartops_nodejs_gc_duration_seconds_sum') ?? 0)) / dt) * 100, 1),
+    scavengesPer100k: stored > 0 ? round((((b.gwm.get(MINOR_GC_COUNT) ?? 0) - (a.gwm.get(MINOR_GC_COUNT) ?? 0)) / (stored * dt)) * 100_000, 1) : null,
+    scavengeMeanMs: round(
+      (((b.gwm.get(MINOR_GC_SUM) ?? 0) - (a.gwm.get(MINOR_GC_SUM) ?? 0)) * 1000) / Math.max(1, (b.gwm.get(MINOR_GC_COUNT) ?? 0) - (a.gwm.get(MINOR_GC_COUNT) ?? 0)),
+      2,
+    ),
     skipped: b.gen.skipped - a.gen.skipped,
     rejected,
     behind: why.length > 0,
@@ -588,7 +602,7 @@ async function runStep(gw: Gw, influx: BenchInfluxd, load: Load, rate: number, s
   const mine = (r.gwCpuPct ?? 0) + (r.influxCpuPct ?? 0) + (r.genCpuPct ?? 0);
   r.otherCpuPct = round(((b.sysBusyS - a.sysBusyS) / dt) * 100 - mine, 0);
   log(
-    `  offered ${fmt(r.target)}/s: ${load.qos > 0 ? 'acked' : 'sent'} ${fmt(r.achieved)}/s stored ${fmt(r.stored)}/s outbox ${depthStart}->${depthEnd} ack p99 ${r.ackP99Ms ?? '-'} ms, stored p50/p99 ${r.latP50Ms ?? '-'}/${r.latP99Ms ?? '-'} ms; cpu gw ${r.gwCpuPct}% influxd ${r.influxCpuPct}% gen ${r.genCpuPct}% other ${r.otherCpuPct}%; rss ${r.gwRssMB} MB (heap ${r.gwHeapUsedMB}); commits ${r.commitsPerSec}/s x ${r.commitMeanMs} ms; scored ${Math.round(r.scoringShare * 100)}%${r.behind ? `  BEHIND: ${why.join('; ')}` : ''}`,
+    `  offered ${fmt(r.target)}/s: ${load.qos > 0 ? 'acked' : 'sent'} ${fmt(r.achieved)}/s stored ${fmt(r.stored)}/s outbox ${depthStart}->${depthEnd} ack p99 ${r.ackP99Ms ?? '-'} ms, stored p50/p99 ${r.latP50Ms ?? '-'}/${r.latP99Ms ?? '-'} ms; cpu gw ${r.gwCpuPct}% influxd ${r.influxCpuPct}% gen ${r.genCpuPct}% other ${r.otherCpuPct}%; rss ${r.gwRssMB} MB (heap ${r.gwHeapUsedMB}); commits ${r.commitsPerSec}/s x ${r.commitMeanMs} ms; gc ${r.gcPct}% (${r.scavengesPer100k} scavenges/100k readings x ${r.scavengeMeanMs} ms); scored ${Math.round(r.scoringShare * 100)}%${r.behind ? `  BEHIND: ${why.join('; ')}` : ''}`,
   );
   if (settle) {
     load.setRate(0);
@@ -1113,6 +1127,9 @@ async function profile(
   let step: StepResult | null = null;
   try {
     await warmUp(gw, load);
+    // bench/src/alloc-sampler.mjs (given with --node-flags="--import ...") restarts its allocation
+    // sampling on SIGUSR2, so its profile covers the loaded step; without it SIGUSR2 would kill node.
+    if (argv['node-flags']?.includes('alloc-sampler')) process.kill(gw.pid, 'SIGUSR2');
     loadFrom = Date.now() + P.rampS * 1000;
     step = await runStep(gw, influx, load, rate, P.profileS, false);
     loadTo = Date.now();
