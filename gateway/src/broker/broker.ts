@@ -242,13 +242,17 @@ export class Broker {
     // Counted from here (also while held by the gate) so a graceful stop waits for it.
     this.inflight++;
     const gate = this.deps.gate;
-    if (gate) gate.run(() => this.store(client, packet, payload, done));
+    // A closure only for a message the gate holds: most run at once.
+    if (gate && !gate.admitsNow()) gate.run(() => this.store(client, packet, payload, done));
     else this.store(client, packet, payload, done);
   }
 
   private store(client: ClientWithIdentity, packet: PublishPacket, payload: Buffer, done: (error?: Error | null) => void): void {
-    this.deps.ingest.handle(packet.topic, payload, client.id).then(
-      (r) => {
+    // A callback, not a promise: called once, after the durable commit (or the refusal).
+    let called = false;
+    try {
+      this.deps.ingest.submit(packet.topic, payload, client.id, (r) => {
+        called = true;
         this.settle();
         if (r.status === 'unavailable') {
           // QoS 1/2 publishers resend what was not acknowledged; only QoS 0 readings are lost.
@@ -258,12 +262,13 @@ export class Broker {
         // Accepted, or rejected and counted: acknowledge either way (an invalid message will never
         // become valid, and holding it would make the publisher resend it forever).
         done(null);
-      },
-      (e: unknown) => {
-        this.settle();
-        done(e as Error);
-      },
-    );
+      });
+    } catch (e) {
+      // A bug in the ingest path before its callback: refuse this message, as a failed promise did.
+      if (called) throw e;
+      this.settle();
+      done(e as Error);
+    }
   }
 
   private settle(): void {

@@ -80,9 +80,14 @@ export class IngestGate {
     return this.probe.pendingReadings() < this.opts.maxPendingReadings;
   }
 
+  /** Whether `run` would run a task at once (room in the commit queue and nothing held). */
+  admitsNow(): boolean {
+    return this.head === this.queue.length && this.open();
+  }
+
   /** Run `task` now when the commit queue has room and nothing is held; else hold it (FIFO). */
   run(task: Task): void {
-    if (this.head === this.queue.length && this.open()) {
+    if (this.admitsNow()) {
       task();
       return;
     }

@@ -13,6 +13,8 @@ import type { RejectLog } from './rejects.js';
 /** Where accepted readings go durably (the outbox). */
 export interface DurableAppend {
   append(readings: Reading[]): Promise<void>;
+  /** The same with a callback (called once; null = committed): no promise per message. The outbox has it. */
+  appendThen?(readings: Reading[], done: (err: Error | null) => void): void;
 }
 
 export type IngestResult =
@@ -73,7 +75,15 @@ export class Ingest {
     return c;
   }
 
-  async handle(topic: string, payload: Buffer, clientId: string | null, transport = 'mqtt'): Promise<IngestResult> {
+  handle(topic: string, payload: Buffer, clientId: string | null, transport = 'mqtt'): Promise<IngestResult> {
+    return new Promise((resolve) => this.submit(topic, payload, clientId, resolve, transport));
+  }
+
+  /**
+   * `handle` with a callback, called exactly once with the outcome (never throws): the broker's
+   * per-message path, without an async function and its promises per message.
+   */
+  submit(topic: string, payload: Buffer, clientId: string | null, done: (r: IngestResult) => void, transport = 'mqtt'): void {
     const d = this.deps;
     this.receivedCounter(transport).inc();
     const now = d.now ? d.now() : Date.now();
@@ -83,28 +93,39 @@ export class Ingest {
     } catch (e) {
       // The validator must never throw; if it does (a bug), the message is refused and counted
       // like any other instead of failing the publisher's connection.
-      return this.reject(topic, payload, clientId, 'internal_error', `validator failed: ${(e as Error).message}`);
+      return done(this.reject(topic, payload, clientId, 'internal_error', `validator failed: ${(e as Error).message}`));
     }
-    if (!parsed.ok) return this.reject(topic, payload, clientId, parsed.reason, parsed.detail);
-    try {
-      await d.outbox.append(parsed.readings);
-    } catch (e) {
-      const err = e as GatewayError;
-      const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
-      d.metrics.messagesRejected.inc({ reason });
-      this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
-      return { status: 'unavailable', detail: err.message, count: parsed.readings.length };
-    }
-    d.metrics.readingsAccepted.inc(parsed.readings.length);
+    if (!parsed.ok) return done(this.reject(topic, payload, clientId, parsed.reason, parsed.detail));
+    const readings = parsed.readings;
+    const stored = (e: Error | null): void => {
+      if (e) return done(this.unavailable(e, topic, clientId, readings.length));
+      done(this.accepted(readings));
+    };
+    const outbox = d.outbox;
+    if (outbox.appendThen) outbox.appendThen(readings, stored);
+    else outbox.append(readings).then(() => stored(null), (e: unknown) => stored(e as Error));
+  }
+
+  private unavailable(e: Error, topic: string, clientId: string | null, count: number): IngestResult {
+    const err = e as GatewayError;
+    const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
+    this.deps.metrics.messagesRejected.inc({ reason });
+    this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
+    return { status: 'unavailable', detail: err.message, count };
+  }
+
+  private accepted(readings: Reading[]): IngestResult {
+    const d = this.deps;
+    d.metrics.readingsAccepted.inc(readings.length);
     let fromArrival = 0;
-    for (const r of parsed.readings) if (r.tsFromArrival) fromArrival++;
+    for (const r of readings) if (r.tsFromArrival) fromArrival++;
     if (fromArrival) d.metrics.readingsTsFromArrival.inc(fromArrival);
     try {
-      d.onAccepted(parsed.readings);
+      d.onAccepted(readings);
     } catch (e) {
       // Downstream in-memory consumers must never undo a durable accept.
       this.rlog.warn('onAccepted', { error: (e as Error).message }, 'reading consumer failed');
     }
-    return { status: 'accepted', count: parsed.readings.length };
+    return { status: 'accepted', count: readings.length };
   }
 }

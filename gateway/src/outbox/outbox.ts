@@ -84,11 +84,15 @@ export interface OutboxStats {
   held: number;
 }
 
+/** Called once per append: null when committed, else why it was not stored. */
+export type AppendDone = (err: GatewayError | null) => void;
+
 interface PendingAppend {
-  rows: { machine: string; ts: number; data: string; bytes: number }[];
+  readings: readonly Reading[];
+  /** Each reading's outbox row payload (`{"m":{...},"s":seq}`), in step with `readings`. */
+  data: string[];
   bytes: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
+  done: AppendDone;
   /** When a `reject`-policy append started waiting for space. */
   waitingSince?: number;
 }
@@ -107,6 +111,22 @@ const ROW_OVERHEAD = 48;
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 /** Longest wait for the worker (a group commit, ack, quarantine, close) before it is declared failed. */
 const SYNC_TIMEOUT_MS = 15_000;
+
+/** Bytes a row counts against the budget. Machine ids and metric names are ASCII by contract and numbers serialize as ASCII: length = bytes. */
+function rowBytes(data: string, machine: string): number {
+  return data.length + machine.length + ROW_OVERHEAD;
+}
+
+/** Tell one append its outcome; a throwing callback must not keep the rest of its group waiting. */
+function settle(p: PendingAppend, err: GatewayError | null): void {
+  try {
+    p.done(err);
+  } catch (e) {
+    process.nextTick(() => {
+      throw e;
+    });
+  }
+}
 
 function isDiskFull(code: string | undefined): boolean {
   return code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE';
@@ -252,28 +272,40 @@ export class Outbox extends EventEmitter {
    * than the budget, disk full), SMARTOPS_OUTBOX_CLOSED while stopping and SMARTOPS_OUTBOX_WORKER
    * after the writer thread failed.
    */
-  append(readings: Reading[]): Promise<void> {
-    if (this.failed) return Promise.reject(this.failed);
-    if (this.closed) return Promise.reject(new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503));
-    const rows = readings.map((r) => {
-      const data = JSON.stringify(r.seq === undefined ? { m: r.metrics } : { m: r.metrics, s: r.seq });
-      // Machine ids and metric names are ASCII by contract and numbers serialize as ASCII: length = bytes.
-      return { machine: r.machine, ts: r.ts, data, bytes: data.length + r.machine.length + ROW_OVERHEAD };
-    });
-    const bytes = rows.reduce((a, r) => a + r.bytes, 0);
+  append(readings: readonly Reading[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const p: PendingAppend = { rows, bytes, resolve, reject };
-      if (this.waiting.length > 0) {
-        // Keep arrival order: nobody overtakes a publisher already held for space.
-        p.waitingSince = Date.now();
-        this.waiting.push(p);
-        this.armWaitTimer();
-        return;
-      }
-      this.pending.push(p);
-      this.pendingRows += rows.length;
-      this.schedule();
+      this.appendThen(readings, (err) => (err ? reject(err) : resolve()));
     });
+  }
+
+  /**
+   * `append` with a callback, called exactly once (synchronously when refused at once): the ingest
+   * path uses it so that a message costs no promise of its own here. A callback that throws does
+   * not stop the others of its group; the error is rethrown on the next tick, uncaught, as a
+   * rejected promise with no handler would be.
+   */
+  appendThen(readings: readonly Reading[], done: AppendDone): void {
+    if (this.failed) return done(this.failed);
+    if (this.closed) return done(new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503));
+    const data: string[] = new Array<string>(readings.length);
+    let bytes = 0;
+    for (let i = 0; i < readings.length; i++) {
+      const r = readings[i] as Reading;
+      const d = JSON.stringify(r.seq === undefined ? { m: r.metrics } : { m: r.metrics, s: r.seq });
+      data[i] = d;
+      bytes += rowBytes(d, r.machine);
+    }
+    const p: PendingAppend = { readings, data, bytes, done };
+    if (this.waiting.length > 0) {
+      // Keep arrival order: nobody overtakes a publisher already held for space.
+      p.waitingSince = Date.now();
+      this.waiting.push(p);
+      this.armWaitTimer();
+      return;
+    }
+    this.pending.push(p);
+    this.pendingRows += readings.length;
+    this.schedule();
   }
 
   /**
@@ -314,7 +346,7 @@ export class Outbox extends EventEmitter {
     this.pendingRows = 0;
     if (batch.length === 0) return;
     if (this.failed) {
-      for (const p of batch) p.reject(this.failed);
+      for (const p of batch) settle(p, this.failed);
       return;
     }
     const max = this.opts.maxBytes;
@@ -323,7 +355,7 @@ export class Outbox extends EventEmitter {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i] as PendingAppend;
       if (p.bytes > max) {
-        p.reject(new GatewayError(ErrorCodes.OUTBOX_FULL, `message of ${p.bytes} bytes is larger than the whole outbox budget (outbox.maxBytes = ${max})`, 503));
+        settle(p, new GatewayError(ErrorCodes.OUTBOX_FULL, `message of ${p.bytes} bytes is larger than the whole outbox budget (outbox.maxBytes = ${max})`, 503));
         continue;
       }
       if (this.opts.fullPolicy === 'reject') {
@@ -337,7 +369,7 @@ export class Outbox extends EventEmitter {
       } else if (groupBytes + p.bytes > max) {
         // drop-oldest: one group never exceeds the budget by itself; the rest goes to the next group.
         this.pending = batch.slice(i).concat(this.pending);
-        this.pendingRows = this.pending.reduce((a, q) => a + q.rows.length, 0);
+        this.pendingRows = this.pending.reduce((a, q) => a + q.readings.length, 0);
         this.schedule();
         break;
       }
@@ -351,11 +383,13 @@ export class Outbox extends EventEmitter {
     const data: string[] = [];
     const bytes: number[] = [];
     for (const p of accepted) {
-      for (const r of p.rows) {
+      for (let i = 0; i < p.readings.length; i++) {
+        const r = p.readings[i] as Reading;
+        const d = p.data[i] as string;
         machine.push(r.machine);
         ts.push(r.ts);
-        data.push(r.data);
-        bytes.push(r.bytes);
+        data.push(d);
+        bytes.push(rowBytes(d, r.machine));
       }
     }
     const seq = ++this.seq;
@@ -381,7 +415,7 @@ export class Outbox extends EventEmitter {
           m.t === 'failed' && isDiskFull(m.code)
             ? new GatewayError(ErrorCodes.OUTBOX_FULL, `disk full: cannot store readings in ${this.opts.dir} (${m.message})`, 503)
             : new GatewayError(ErrorCodes.OUTBOX_WRITE, `cannot store readings in ${this.opts.dir}: ${m.t === 'failed' ? m.message : `unexpected reply ${m.t}`}`, 503);
-        for (const p of c.accepted) p.reject(err);
+        for (const p of c.accepted) settle(p, err);
       }
     } finally {
       if (this.due && !this.closed) {
@@ -408,7 +442,7 @@ export class Outbox extends EventEmitter {
       this.emit('dropped', m.dropRows);
     }
     this.opts.onCommit?.(m.seconds, m.count);
-    for (const p of c.accepted) p.resolve();
+    for (const p of c.accepted) settle(p, null);
     this.emit('append');
   }
 
@@ -474,7 +508,7 @@ export class Outbox extends EventEmitter {
     const c = this.inflight;
     this.inflight = undefined;
     this.port.unref();
-    for (const p of [...(c ? c.accepted : []), ...this.pending.splice(0), ...this.waiting.splice(0)]) p.reject(err);
+    for (const p of [...(c ? c.accepted : []), ...this.pending.splice(0), ...this.waiting.splice(0)]) settle(p, err);
     this.pendingRows = 0;
     this.emit('settled');
     this.opts.onFatal?.(err);
@@ -499,7 +533,7 @@ export class Outbox extends EventEmitter {
       this.waiting.shift();
       room -= p.bytes;
       this.pending.push(p);
-      this.pendingRows += p.rows.length;
+      this.pendingRows += p.readings.length;
     }
     // The head has waited longest. Once it is past fullWaitMs every held append is refused, so the
     // publishers are disconnected and resend in their own order, rather than a later message of
@@ -511,7 +545,7 @@ export class Outbox extends EventEmitter {
         `outbox disk budget (outbox.maxBytes = ${this.opts.maxBytes} bytes) is full: the sink is not keeping up or is unreachable`,
         503,
       );
-      for (const p of this.waiting.splice(0)) p.reject(err);
+      for (const p of this.waiting.splice(0)) settle(p, err);
     }
     if (this.pending.length > 0) this.schedule();
     if (this.waiting.length > 0) this.armWaitTimer();
@@ -620,9 +654,9 @@ export class Outbox extends EventEmitter {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const err = this.failed ?? new GatewayError(ErrorCodes.OUTBOX_CLOSED, 'outbox is closed (gateway stopping)', 503);
-    for (const p of this.pending.splice(0)) p.reject(err);
+    for (const p of this.pending.splice(0)) settle(p, err);
     this.pendingRows = 0;
-    for (const p of this.waiting.splice(0)) p.reject(err);
+    for (const p of this.waiting.splice(0)) settle(p, err);
     if (!this.failed) {
       try {
         this.call({ t: 'close', seq: ++this.seq });
