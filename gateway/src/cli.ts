@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { stringify as toYaml, parse as parseYaml } from 'yaml';
 import { hashPassword, hashToken, newToken } from './auth/passwords.js';
 import { loadConfig, redactConfig, type PlainObject } from './config/load.js';
-import { GatewayError } from './errors.js';
+import { ErrorCodes, GatewayError } from './errors.js';
 import { packageVersion, startGateway } from './main.js';
 import { NAME_PATTERN } from './contract/reading.js';
 
@@ -77,7 +77,17 @@ async function run(o: RunOptions): Promise<void> {
     process.stdout.write(toYaml(redactConfig(config)));
     return;
   }
-  const gw = await startGateway(config);
+  let gw: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gw = await startGateway(config);
+  } catch (e) {
+    // The outbox writer thread failed while starting (logged fatal): exit 1 like a failure later,
+    // so the supervisor restarts the gateway; other start errors are reported by main() (exit 2).
+    if ((e as GatewayError).code === ErrorCodes.OUTBOX_WORKER) fatalExit(e as GatewayError);
+    throw e;
+  }
+  // The gateway stopped itself (outbox writer thread failed, logged fatal): exit 1 for systemd/Docker to restart it.
+  gw.failed.catch((e: unknown) => fatalExit(e as GatewayError));
   let signals = 0;
   const onSignal = (sig: string): void => {
     signals++;
@@ -95,6 +105,11 @@ async function run(o: RunOptions): Promise<void> {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
+function fatalExit(err: GatewayError): never {
+  process.stderr.write(`smartops-gateway: [${err.code}] ${err.message}\n`);
+  process.exit(1);
 }
 
 async function readSecret(prompt: string, fromStdin: boolean): Promise<string> {

@@ -40,6 +40,12 @@ export interface Gateway {
   sinkType: string;
   logger: Logger;
   stop(): Promise<void>;
+  /**
+   * Rejects (SMARTOPS_OUTBOX_WORKER) once the gateway has failed while running and stopped itself:
+   * the outbox writer thread died, so nothing more can be stored. Never resolves. The CLI exits 1
+   * on it (for systemd or Docker to restart the gateway); a library caller decides for itself.
+   */
+  failed: Promise<never>;
 }
 
 export interface StartOptions {
@@ -83,7 +89,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
   try {
     // --- durable outbox
     // Its writer thread failing is fatal: nothing more can be stored (and nothing is acknowledged),
-    // so the gateway stops and exits non-zero for its supervisor (systemd, Docker) to restart it.
+    // so the gateway stops and reports it (`failed`; before start has returned, start rejects).
     const outboxWorkerFailures = new Counter({
       name: 'smartops_outbox_worker_failures_total',
       help: 'Failures of the outbox writer thread (each one stops the gateway: readings can no longer be stored)',
@@ -113,7 +119,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       onCommit: (s) => metrics.outboxCommitLatency.observe(s),
       onFatal: (err) => {
         outboxWorkerFailures.inc();
-        logger.fatal({ code: err.code, err }, 'outbox writer thread failed: readings can no longer be stored; stopping the gateway (exit code 1)');
+        logger.fatal({ code: err.code, err }, 'outbox writer thread failed: readings can no longer be stored; stopping the gateway');
         onOutboxFatal(err);
       },
     });
@@ -334,11 +340,17 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       })();
       return stopping;
     };
-    onOutboxFatal = () => {
-      void stop().finally(() => process.exit(1));
+    if (outboxFatalEarly) throw outboxFatalEarly;
+    let reportFailure: (err: GatewayError) => void = () => undefined;
+    const failed = new Promise<never>((_, reject) => {
+      reportFailure = reject;
+    });
+    // Handled here too, so a caller that does not watch `failed` gets no unhandled rejection.
+    failed.catch(() => undefined);
+    onOutboxFatal = (err) => {
+      void stop().finally(() => reportFailure(err));
     };
-    if (outboxFatalEarly) onOutboxFatal(outboxFatalEarly);
-    return { mqttPort: ports.mqtt, httpPort, wsPort: ports.ws, tlsPort: ports.tls, sinkType: sink.name, logger, stop };
+    return { mqttPort: ports.mqtt, httpPort, wsPort: ports.ws, tlsPort: ports.tls, sinkType: sink.name, logger, stop, failed };
   } catch (e) {
     await cleanup();
     throw e;

@@ -1,8 +1,9 @@
 /**
  * The outbox's writer thread failing is not silent: the outbox refuses what it had not committed
  * (no acknowledgement for it) and everything after, with SMARTOPS_OUTBOX_WORKER, and reports it
- * once; what was committed before stays on disk. A real gateway (child process) then logs the coded
- * error and exits with code 1 without acknowledging the message.
+ * once; what was committed before stays on disk. The gateway then stops without acknowledging the
+ * message: the command line (a real child process) logs the coded error and exits with code 1; the
+ * library's startGateway leaves the process alone and rejects its `failed` promise.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,8 @@ import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { ErrorCodes, type GatewayError } from '../../gateway/src/errors.js';
+import { validateConfig } from '../../gateway/src/config/load.js';
+import { startGateway } from '../../gateway/src/main.js';
 import { Outbox } from '../../gateway/src/outbox/outbox.js';
 import { removeTempDirs, tempDir } from '../reliability/helpers.js';
 
@@ -60,7 +63,9 @@ describe('outbox writer thread', () => {
 
   it('a gateway whose writer thread crashes does not acknowledge, logs SMARTOPS_OUTBOX_WORKER and exits 1', async () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/gateway/fixtures/outbox-crash-gateway.ts', tempDir('ob-gw-crash')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['--import', 'tsx', '--import', './test/gateway/fixtures/outbox-crash-preload.ts', 'gateway/src/cli.ts'];
+    const flags = ['--data-dir', tempDir('ob-gw-crash'), '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--http-host', '127.0.0.1', '--http-port', '0', '--allow-anonymous', '--log-level', 'info'];
+    const child = spawn(process.execPath, [...args, ...flags], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -68,7 +73,8 @@ describe('outbox writer thread', () => {
     try {
       const port = await new Promise<number>((resolve, reject) => {
         const t = setInterval(() => {
-          const m = /\{"mqttPort":(\d+)\}/.exec(out);
+          // the start log line: "mqtt":"127.0.0.1:<port>"
+          const m = /"mqtt":"127\.0\.0\.1:(\d+)"/.exec(out);
           if (m) {
             clearInterval(t);
             resolve(Number(m[1]));
@@ -92,6 +98,45 @@ describe('outbox writer thread', () => {
       expect(out).toContain('outbox writer thread failed');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('startGateway (the library) does not exit the process: it stops and `failed` rejects with SMARTOPS_OUTBOX_WORKER', async () => {
+    const appendThen = Outbox.prototype.appendThen;
+    let crashed = false;
+    Outbox.prototype.appendThen = function (this: Outbox, rs, done) {
+      if (!crashed) {
+        crashed = true;
+        this.crashWorkerForTest();
+      }
+      appendThen.call(this, rs, done);
+    };
+    try {
+      const config = validateConfig({
+        dataDir: tempDir('ob-lib-crash'),
+        log: { level: 'silent' },
+        mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true },
+        http: { host: '127.0.0.1', port: 0 },
+      });
+      const gw = await startGateway(config);
+      const failed = gw.failed.then(
+        () => 'resolved',
+        (e: unknown) => (e as GatewayError).code,
+      );
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, clientId: 'lib-crash' });
+      client.on('error', () => undefined);
+      let acked = false;
+      client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
+        if (!err) acked = true;
+      });
+      const outcome = await Promise.race([failed, new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000))]);
+      client.end(true);
+      expect(outcome).toBe(ErrorCodes.OUTBOX_WORKER);
+      expect(acked).toBe(false);
+      // Stopped: its MQTT port no longer accepts connections.
+      await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, connectTimeout: 2000 })).rejects.toBeTruthy();
+    } finally {
+      Outbox.prototype.appendThen = appendThen;
     }
   });
 });

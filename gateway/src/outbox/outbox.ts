@@ -470,14 +470,8 @@ export class Outbox extends EventEmitter {
         r = receiveMessageOnPort(this.port);
       }
       if (this.failed) throw this.failed;
-      if (Atomics.load(this.signal, 1) === 1) {
-        this.fail('outbox writer thread failed (uncaught error)');
-        throw this.failed as unknown as GatewayError;
-      }
-      if (Date.now() > deadline) {
-        this.fail(`outbox writer thread did not answer a ${m.t} request within ${SYNC_TIMEOUT_MS} ms`);
-        throw this.failed as unknown as GatewayError;
-      }
+      if (Atomics.load(this.signal, 1) === 1) throw this.fail('outbox writer thread failed (uncaught error)');
+      if (Date.now() > deadline) throw this.fail(`outbox writer thread did not answer a ${m.t} request within ${SYNC_TIMEOUT_MS} ms`);
       Atomics.wait(this.signal, 0, seen, 100);
     }
   }
@@ -495,10 +489,15 @@ export class Outbox extends EventEmitter {
     throw new GatewayError(ErrorCodes.OUTBOX_WRITE, `outbox write failed in ${this.opts.dir}: ${r.t === 'failed' ? r.message : `unexpected reply ${r.t}`}`, 503);
   }
 
-  /** The writer thread is gone: refuse everything not committed, once, and tell the gateway. */
-  private fail(message: string, cause?: unknown): void {
-    if (this.failed || this.closed) return;
+  /**
+   * The writer thread is gone: refuse everything not committed, once, and tell the gateway.
+   * Returns the error (the first one if it had already failed), for a caller to throw.
+   */
+  private fail(message: string, cause?: unknown): GatewayError {
+    if (this.failed) return this.failed;
     const err = new GatewayError(ErrorCodes.OUTBOX_WORKER, `${message}; readings can no longer be stored (none is acknowledged): restart the gateway`, 503, { cause });
+    // Closed already (the worker ending with it): nothing is left to refuse or report.
+    if (this.closed) return err;
     this.failed = err;
     clearInterval(this.watchdog);
     if (this.timer) clearTimeout(this.timer);
@@ -512,6 +511,7 @@ export class Outbox extends EventEmitter {
     this.pendingRows = 0;
     this.emit('settled');
     this.opts.onFatal?.(err);
+    return err;
   }
 
   private armWaitTimer(): void {
