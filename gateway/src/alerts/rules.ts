@@ -302,16 +302,18 @@ export class SilenceRule {
   }
 
   seen(machines: Iterable<string>, now: number): void {
-    for (const m of machines) {
-      if (!this.lastSeen.has(m) && this.lastSeen.size >= MAX_TRACKED_MACHINES) {
-        this.overflow++;
-        continue;
-      }
-      this.lastSeen.set(m, now);
-      this.dirty.add(m);
-      if (this.active.delete(m) && this.enabled) {
-        this.emit({ machine: m, kind: 'silence', active: false, eventTs: now, severity: this.severity, contributors: [], message: `${m} is sending again` });
-      }
+    for (const m of machines) this.seenOne(m, now);
+  }
+
+  seenOne(m: string, now: number): void {
+    if (!this.lastSeen.has(m) && this.lastSeen.size >= MAX_TRACKED_MACHINES) {
+      this.overflow++;
+      return;
+    }
+    this.lastSeen.set(m, now);
+    this.dirty.add(m);
+    if (this.active.delete(m) && this.enabled) {
+      this.emit({ machine: m, kind: 'silence', active: false, eventTs: now, severity: this.severity, contributors: [], message: `${m} is sending again` });
     }
   }
 
