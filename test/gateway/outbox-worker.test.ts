@@ -15,6 +15,7 @@ import { validateConfig } from '../../gateway/src/config/load.js';
 import { startGateway } from '../../gateway/src/main.js';
 import { Outbox } from '../../gateway/src/outbox/outbox.js';
 import { removeTempDirs, tempDir } from '../reliability/helpers.js';
+import { crashWorkerOnFirstAppend } from './fixtures/outbox-crash.js';
 
 const opened: Outbox[] = [];
 afterEach(() => {
@@ -102,15 +103,7 @@ describe('outbox writer thread', () => {
   });
 
   it('startGateway (the library) does not exit the process: it stops and `failed` rejects with SMARTOPS_OUTBOX_WORKER', async () => {
-    const appendThen = Outbox.prototype.appendThen;
-    let crashed = false;
-    Outbox.prototype.appendThen = function (this: Outbox, rs, done) {
-      if (!crashed) {
-        crashed = true;
-        this.crashWorkerForTest();
-      }
-      appendThen.call(this, rs, done);
-    };
+    const restore = crashWorkerOnFirstAppend();
     try {
       const config = validateConfig({
         dataDir: tempDir('ob-lib-crash'),
@@ -136,7 +129,7 @@ describe('outbox writer thread', () => {
       // Stopped: its MQTT port no longer accepts connections.
       await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, connectTimeout: 2000 })).rejects.toBeTruthy();
     } finally {
-      Outbox.prototype.appendThen = appendThen;
+      restore();
     }
   });
 });
