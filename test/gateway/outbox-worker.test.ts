@@ -85,16 +85,11 @@ describe('outbox writer thread', () => {
           }
         }, 50);
       });
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, clientId: 'crash-test' });
-      client.on('error', () => undefined);
-      let acked = false;
-      client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
-        if (!err) acked = true;
-      });
+      const pub = await publishOne(port, 'crash-test');
       const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 30_000))]);
-      client.end(true);
+      pub.client.end(true);
       expect(code).toBe(1);
-      expect(acked).toBe(false);
+      expect(pub.acked()).toBe(false);
       expect(out).toContain('SMARTOPS_OUTBOX_WORKER');
       expect(out).toContain('outbox writer thread failed');
     } finally {
@@ -116,16 +111,11 @@ describe('outbox writer thread', () => {
         () => 'resolved',
         (e: unknown) => (e as GatewayError).code,
       );
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, clientId: 'lib-crash' });
-      client.on('error', () => undefined);
-      let acked = false;
-      client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
-        if (!err) acked = true;
-      });
+      const pub = await publishOne(gw.mqttPort, 'lib-crash');
       const outcome = await Promise.race([failed, new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000))]);
-      client.end(true);
+      pub.client.end(true);
       expect(outcome).toBe(ErrorCodes.OUTBOX_WORKER);
-      expect(acked).toBe(false);
+      expect(pub.acked()).toBe(false);
       // Stopped: its MQTT port no longer accepts connections.
       await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, connectTimeout: 2000 })).rejects.toBeTruthy();
     } finally {
@@ -133,3 +123,14 @@ describe('outbox writer thread', () => {
     }
   });
 });
+
+/** One QoS 1 reading from a fresh client; `acked()` says whether its PUBACK came. */
+async function publishOne(port: number, clientId: string): Promise<{ client: mqtt.MqttClient; acked: () => boolean }> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, clientId });
+  client.on('error', () => undefined);
+  let acked = false;
+  client.publish('machines/m1/telemetry', JSON.stringify({ ts: Date.now(), metrics: { v: 1 } }), { qos: 1 }, (err) => {
+    if (!err) acked = true;
+  });
+  return { client, acked: () => acked };
+}
