@@ -84,8 +84,8 @@ export const detectionConfigSchema = z
           .number().int().min(60_000).max(7 * 24 * 3_600_000).default(30 * 60_000)
           .describe('Time constant (ms) of the moving average (at most an eighth of baseline.durationMs is used, so the baseline can calibrate it). Longer = smaller shifts are seen, later.'),
         slowTimeConstantMs: z
-          .number().int().min(0).max(7 * 24 * 3_600_000).default(12 * 3_600_000)
-          .describe('Time constant (ms) of a second, slow moving average of the same residuals, for offsets that grow over days (a sensor losing its calibration): it averages out a shift cycle and lags a slow drift by about this much. Capped at an eighth of baseline.durationMs like the fast one, and off when that leaves it under twice the fast one (a short baseline). 0 = off.'),
+          .number().int().min(0).max(7 * 24 * 3_600_000).default(24 * 3_600_000)
+          .describe('Time constant (ms) of a second, slow moving average of the same residuals, for offsets that grow over days (a sensor losing its calibration): it averages out the daily cycle of shifts and shop temperature and lags a slow drift by about this much. Capped at an eighth of baseline.durationMs like the fast one (21 h with the default one-week baseline), and off when that leaves it under twice the fast one (a short baseline). 0 = off.'),
         limit: z
           .number().min(1).default(10)
           .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),
