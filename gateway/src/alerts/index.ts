@@ -139,7 +139,12 @@ export async function createAlerts(config: AlertsConfig, deps: AlertsDeps): Prom
         // One message carries one machine's readings (its topic names it): no Set per message then.
         const first = (readings[0] as Reading).machine;
         let one = true;
-        for (const r of readings) if (r.machine !== first) one = false;
+        for (const r of readings) {
+          if (r.machine !== first) {
+            one = false;
+            break;
+          }
+        }
         if (one) silence?.seenOne(first, now());
         else silence?.seen(new Set(readings.map((r) => r.machine)), now());
         limits.onReadings(readings);
