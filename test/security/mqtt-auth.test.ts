@@ -12,6 +12,7 @@ import mqtt from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../gateway/src/auth/passwords.js';
+import { MqttAcl, type DeviceIdentity } from '../../gateway/src/auth/mqtt-acl.js';
 import { LoginThrottle } from '../../gateway/src/auth/throttle.js';
 import { startGateway } from '../../gateway/src/main.js';
 import { getJson, startTestGateway, testConfig, waitFor, type TestGateway } from '../helpers/gateway.js';
@@ -202,6 +203,33 @@ describe('password guessing', () => {
     t.failed('b', 0);
     t.failed('c', 0);
     expect(t.tracked).toBe(2);
+  });
+});
+
+describe('MqttAcl.canPublish on edge-case topics', () => {
+  const acl = new MqttAcl([], true);
+  const device: DeviceIdentity = { username: 'press-1', anonymous: false, machines: new Set(['press-1', '']), publish: ['plant/+/status'], subscribe: [] };
+  const anonymous: DeviceIdentity = { username: null, anonymous: true, machines: new Set(), publish: [], subscribe: ['#'] };
+  it.each([
+    ['machines/press-1/telemetry', true, true],
+    ['machines/press-1/', true, true],
+    ['machines/press-1/a/b', true, true],
+    ['machines/press-1', false, true], // no third level: not under machines/<id>/
+    ['machines/press-2/telemetry', false, true],
+    ['machines/press-1x/telemetry', false, true],
+    ['machines//telemetry', true, true], // an empty id is a level like any other ('' is in the device's set here)
+    ['machines/press-1/alerts', false, false], // the gateway's own alert topics, for everyone
+    ['machines/press-1/alerts/x', false, false],
+    ['machines//alerts', false, false],
+    ['machines/press-1/alertsx', true, true],
+    ['machines/press-1/x/alerts', true, true],
+    ['plant/a/status', true, true],
+    ['plant/a/b/status', false, true],
+    ['$SYS/broker/x', false, false],
+    ['machinesx/press-1/telemetry', false, true],
+  ])('%s: device %s, anonymous %s', (topic, forDevice, forAnonymous) => {
+    expect(acl.canPublish(device, topic)).toBe(forDevice);
+    expect(acl.canPublish(anonymous, topic)).toBe(forAnonymous);
   });
 });
 

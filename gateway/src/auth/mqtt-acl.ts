@@ -69,6 +69,10 @@ export function loadUsersFile(file: string): MqttUser[] {
   return r.data.users;
 }
 
+const MACHINES_PREFIX = 'machines/';
+const ALERTS_LEVEL = 'alerts';
+const SLASH = 0x2f;
+
 export class MqttAcl {
   private readonly users = new Map<string, MqttUser>();
   constructor(
@@ -98,10 +102,20 @@ export class MqttAcl {
   canPublish(id: DeviceIdentity, topic: string): boolean {
     // `$` topics ($SYS/...) belong to the broker (MQTT-4.7.2-1); aedes acts on some of them.
     if (topic.startsWith('$')) return false;
-    const parts = topic.split('/');
-    if (parts[0] === 'machines' && parts[2] === 'alerts') return false;
+    // machines/<id>/<rest> found by hand: this runs for every message, and topic.split made an array each time.
+    let machine: string | undefined;
+    if (topic.startsWith(MACHINES_PREFIX)) {
+      const slash = topic.indexOf('/', MACHINES_PREFIX.length);
+      if (slash >= 0) {
+        const third = slash + 1;
+        const end = third + ALERTS_LEVEL.length;
+        // The gateway's own alert topics (machines/<id>/alerts and below) are published only by it.
+        if (topic.startsWith(ALERTS_LEVEL, third) && (topic.length === end || topic.charCodeAt(end) === SLASH)) return false;
+        machine = topic.slice(MACHINES_PREFIX.length, slash);
+      }
+    }
     if (id.anonymous) return true;
-    if (parts[0] === 'machines' && parts.length >= 3 && id.machines.has(parts[1] as string)) return true;
+    if (machine !== undefined && id.machines.has(machine)) return true;
     return id.publish.some((f) => topicMatches(f, topic));
   }
 
