@@ -145,7 +145,7 @@ describe('outbox in-memory tail', () => {
         }
         box = reopen(box, dir, o);
       }),
-      { seed: 7, numRuns: 20 },
+      { seed: 7, numRuns: 12 },
     );
     for (const [path, n] of Object.entries(seen)) expect({ path, taken: n > 0 }).toEqual({ path, taken: true });
   });
