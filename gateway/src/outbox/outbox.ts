@@ -7,7 +7,8 @@
  *   a time in order, so the event loop does not wait for the disk. The main thread groups appends,
  *   serialises them (one message per group) and resolves them when the worker reports the commit;
  *   reads (forwarder, quarantine list, oldest row) use a second connection here (WAL readers never
- *   wait for the writer). At most one group commit is with the worker at a time; what arrives
+ *   wait for the writer), except what the in-memory unsent tail answers (tail.ts: the forwarder's
+ *   batches and the oldest row, served exactly as the table would). At most one group commit is with the worker at a time; what arrives
  *   meanwhile forms the next group. ack/quarantine/close wait for the worker synchronously
  *   (Atomics.wait), so callers see the table already changed, as before.
  * - Worker failure: if the worker dies or stops answering, the outbox fails closed: every append
