@@ -39,6 +39,8 @@ const { values: argv } = parseArgs({
     set: { type: 'string', multiple: true },
     scaling: { type: 'string' },
     'node-flags': { type: 'string' },
+    'profile-batch': { type: 'string', default: '1' },
+    'profile-rate': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -46,11 +48,14 @@ if (argv.help) {
   process.stdout.write(`usage: tsx bench/src/bench.ts [--quick] [--gateway snapshot|dist|tsx] [--machines N] [--batch N]
        [--workers N] [--only phase,...] [--skip phase,...] [--out file.json] [--set key.path=value ...]
        [--scaling 10,100,1000,5000] [--node-flags="--max-old-space-size=256 ..."]
+       [--profile-batch N] [--profile-rate readings/s]
 phases: ${PHASES.join(', ')}
 --gateway snapshot (default): compile the current source with tsc into bench/.build and run it with node;
           dist: run dist/ as built by \`npm run build\`; tsx: run the TypeScript source through tsx.
 --set     a gateway config override for every gateway started (value parsed as JSON when it parses),
           e.g. --set sink.flushIntervalMs=200 --set outbox.commitIntervalMs=10
+--profile-batch / --profile-rate: the profile phase's readings per QoS 1 message (default 1) and
+          offered rate (default: the QoS 1 single-reading maximum of this run, else 8,000/s)
 `);
   process.exit(0);
 }
@@ -1117,10 +1122,11 @@ async function profile(
   rate: number,
   n: number,
 ): Promise<{ rate: number; machines: number; file: string; window: string; step: StepResult | null; summary: ProfileSummary; text: string } | null> {
-  log(`== profile: node --cpu-prof, ${n} machines, QoS 1 single readings at ${fmt(rate)} readings/s for ${P.profileS} s`);
+  const batch = Math.max(1, Number(argv['profile-batch']));
+  log(`== profile: node --cpu-prof, ${n} machines, QoS 1 ${batch === 1 ? 'single readings' : `batches of ${batch}`} at ${fmt(rate)} readings/s for ${P.profileS} s`);
   const dir = mkdtempSync(join(tmpdir(), 'smartops-bench-prof-'));
   const gw = await startGateway(influx, { label: 'profile', cpuProfDir: dir });
-  const load = await startLoad(gw.mqttPort, n, 1, 1);
+  const load = await startLoad(gw.mqttPort, n, 1, batch);
   // Only the samples of the loaded window count (the profile covers the whole process lifetime).
   let loadFrom = 0;
   let loadTo = 0;
@@ -1188,7 +1194,7 @@ async function main(): Promise<void> {
     if (phases.includes('scaling')) result.scaling = await scaling(influx, headline);
     if (phases.includes('outbox')) result.outbox = await outboxGrowth(influx, Math.round(Math.max(2000, (headline ?? 8000) * 0.5)));
     if (phases.includes('alert')) result.alert = await alertLatency(influx);
-    if (phases.includes('profile')) result.profile = await profile(influx, Math.round(headline ?? 8000), HEADLINE_MACHINES);
+    if (phases.includes('profile')) result.profile = await profile(influx, argv['profile-rate'] ? Number(argv['profile-rate']) : Math.round(headline ?? 8000), HEADLINE_MACHINES);
   } finally {
     result.finishedAt = new Date().toISOString();
     result.durationMin = round((Date.now() - started) / 60_000, 1);

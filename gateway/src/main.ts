@@ -108,6 +108,8 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       fullPolicy: config.outbox.fullPolicy,
       fullWaitMs: config.outbox.fullWaitMs,
       quarantineKeep: config.outbox.quarantineKeep,
+      // The unsent tail in memory: a few forwarder batches (bounded by bytes as well, tail.ts).
+      memoryRows: Math.max(20_000, 4 * config.sink.batchSize),
       onDrop: (n, reason) => {
         metrics.readingsDropped.inc({ reason }, n);
         dropLog.warn(
@@ -246,11 +248,18 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         },
       };
     };
+    const reads = { hits: 0, misses: 0 };
     const beforeScrape = (): void => {
       const s = outbox.stats();
       metrics.outboxDepth.set(s.depth);
       metrics.outboxBytes.set(s.bytes);
       metrics.outboxOldestAgeSeconds.set(s.oldestArrival === null ? 0 : (Date.now() - s.oldestArrival) / 1000);
+      const t = outbox.memoryStats();
+      metrics.outboxMemoryRows.set(t.rows);
+      metrics.outboxReads.inc({ source: 'memory' }, t.hits - reads.hits);
+      metrics.outboxReads.inc({ source: 'sqlite' }, t.misses - reads.misses);
+      reads.hits = t.hits;
+      reads.misses = t.misses;
     };
     const http = await createHttpServer({
       config: config.http,

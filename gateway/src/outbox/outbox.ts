@@ -7,7 +7,8 @@
  *   a time in order, so the event loop does not wait for the disk. The main thread groups appends,
  *   serialises them (one message per group) and resolves them when the worker reports the commit;
  *   reads (forwarder, quarantine list, oldest row) use a second connection here (WAL readers never
- *   wait for the writer). At most one group commit is with the worker at a time; what arrives
+ *   wait for the writer), except what the in-memory unsent tail answers (tail.ts: the forwarder's
+ *   batches and the oldest row, served exactly as the table would). At most one group commit is with the worker at a time; what arrives
  *   meanwhile forms the next group. ack/quarantine/close wait for the worker synchronously
  *   (Atomics.wait), so callers see the table already changed, as before.
  * - Worker failure: if the worker dies or stops answering, the outbox fails closed: every append
@@ -40,6 +41,9 @@ import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from '
 import type { Reading } from '../contract/reading.js';
 import { ErrorCodes, GatewayError } from '../errors.js';
 import type { CommittedReply, Counters, Reply, Request, WorkerInit } from './protocol.js';
+import { UnsentTail, type OutboxEntry, type TailStats } from './tail.js';
+
+export type { OutboxEntry, TailStats } from './tail.js';
 
 export type DropReason = 'outbox_full_drop_oldest' | 'quarantine_overflow';
 
@@ -58,11 +62,12 @@ export interface OutboxOptions {
   onCommit?: (seconds: number, readings: number) => void;
   /** Called once if the writer thread fails; the outbox refuses every append from then on. */
   onFatal?: (err: GatewayError) => void;
-}
-
-export interface OutboxEntry {
-  id: number;
-  reading: Reading;
+  /**
+   * Most rows / budget bytes of the unsent tail kept in memory for the forwarder (tail.ts; default
+   * 20000 rows, 8 MiB). Beyond them the forwarder reads SQLite until the table fits again.
+   */
+  memoryRows?: number;
+  memoryBytes?: number;
 }
 
 export interface QuarantinedEntry {
@@ -101,6 +106,8 @@ interface PendingAppend {
 interface InflightCommit {
   seq: number;
   postedAt: number;
+  /** The rows' arrival time (the `arrived` column). */
+  now: number;
   accepted: PendingAppend[];
   bytes: number;
 }
@@ -111,6 +118,9 @@ const ROW_OVERHEAD = 48;
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 /** Longest wait for the worker (a group commit, ack, quarantine, close) before it is declared failed. */
 const SYNC_TIMEOUT_MS = 15_000;
+/** Default bounds of the in-memory unsent tail: a few forwarder batches at the default batchSize (5000). */
+const MEMORY_ROWS = 20_000;
+const MEMORY_BYTES = 8 * 1024 * 1024;
 
 /** Bytes a row counts against the budget. Machine ids and metric names are ASCII by contract and numbers serialize as ASCII: length = bytes. */
 function rowBytes(data: string, machine: string): number {
@@ -192,6 +202,8 @@ export class Outbox extends EventEmitter {
    * ack may report drops in its range after it ended; those rows arrived, so they are not counted.
    */
   private delivered: { lo: number; hi: number } | null = null;
+  /** The committed rows not yet acknowledged, in memory (a prefix of the table: see tail.ts). */
+  private readonly tail: UnsentTail;
   private readonly stmts: {
     read: Database.Statement;
     oldest: Database.Statement;
@@ -223,12 +235,14 @@ export class Outbox extends EventEmitter {
       );
     `);
     this.stmts = {
-      read: this.db.prepare('SELECT id, machine, ts, data FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
+      read: this.db.prepare('SELECT id, machine, ts, data, bytes, arrived FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
       oldest: this.db.prepare('SELECT id, arrived FROM outbox ORDER BY id LIMIT 1'),
       listQuarantine: this.db.prepare('SELECT id, machine, ts, data, error, at FROM quarantine ORDER BY id DESC LIMIT ?'),
     };
     const row = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
     this.counters = { depth: row.n, bytes: row.b, quarantined: (this.db.prepare('SELECT COUNT(*) AS n FROM quarantine').get() as { n: number }).n };
+    // Rows left from before (a restart): read back from SQLite until a read returns the whole table.
+    this.tail = new UnsentTail(opts.memoryRows ?? MEMORY_ROWS, opts.memoryBytes ?? MEMORY_BYTES, row.n === 0);
 
     const init: WorkerInit = {
       file,
@@ -393,9 +407,10 @@ export class Outbox extends EventEmitter {
       }
     }
     const seq = ++this.seq;
-    this.inflight = { seq, postedAt: Date.now(), accepted, bytes: groupBytes };
+    const now = Date.now();
+    this.inflight = { seq, postedAt: now, now, accepted, bytes: groupBytes };
     this.port.ref();
-    this.post({ t: 'commit', seq, now: Date.now(), machine, ts, data, bytes, groupBytes });
+    this.post({ t: 'commit', seq, now, machine, ts, data, bytes, groupBytes });
   }
 
   private post(m: Request): void {
@@ -428,6 +443,19 @@ export class Outbox extends EventEmitter {
   private committed(m: CommittedReply, c: InflightCommit): void {
     // Counters change only after the transaction committed, so they always match the table.
     this.setCounters(m);
+    // The tail follows the transaction: drop-oldest deleted every row up to its last id, then the inserts.
+    if (m.dropIds && m.dropIds.length > 0) this.tail.deleteUpTo(m.dropIds[m.dropIds.length - 1] as number);
+    if (this.tail.beginGroup(m.firstId, m.count, c.bytes)) {
+      let id = m.firstId;
+      for (const p of c.accepted) {
+        for (let i = 0; i < p.readings.length; i++) {
+          const r = p.readings[i] as Reading;
+          const d = p.data[i] as string;
+          this.tail.push(id++, r, c.now, rowBytes(d, r.machine), d);
+        }
+      }
+    }
+    this.tail.check(m.depth);
     if (m.dropRows > 0) {
       const ids = m.dropIds ?? new Float64Array(0);
       let inFlight = 0;
@@ -509,6 +537,8 @@ export class Outbox extends EventEmitter {
     this.port.unref();
     for (const p of [...(c ? c.accepted : []), ...this.pending.splice(0), ...this.waiting.splice(0)]) settle(p, err);
     this.pendingRows = 0;
+    // A commit may have ended in the table without its reply: from now on reads ask SQLite.
+    this.tail.close();
     this.emit('settled');
     this.opts.onFatal?.(err);
     return err;
@@ -551,23 +581,40 @@ export class Outbox extends EventEmitter {
     if (this.waiting.length > 0) this.armWaitTimer();
   }
 
-  /** Up to `limit` entries after `afterId`, oldest first. */
+  /**
+   * Up to `limit` entries after `afterId`, oldest first: from the in-memory tail when it holds
+   * them (exactly what the table holds, see tail.ts), else from SQLite.
+   */
   read(afterId: number, limit: number): OutboxEntry[] {
     if (this.closed) return [];
-    const rows = this.stmts.read.all(afterId, limit) as { id: number; machine: string; ts: number; data: string }[];
-    return rows.map((r) => {
+    const hit = this.tail.read(afterId, limit);
+    if (hit) return hit;
+    const rows = this.stmts.read.all(afterId, limit) as { id: number; machine: string; ts: number; data: string; bytes: number; arrived: number }[];
+    const out: (OutboxEntry & { arrived: number; bytes: number })[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as (typeof rows)[number];
       const d = JSON.parse(r.data) as { m: Record<string, number>; s?: number };
       const reading: Reading = { machine: r.machine, ts: r.ts, metrics: d.m };
       if (d.s !== undefined) reading.seq = d.s;
-      return { id: r.id, reading };
-    });
+      out[i] = { id: r.id, reading, arrived: r.arrived, bytes: r.bytes };
+    }
+    // Fewer rows than asked from the very start: the whole table. The tail can hold it again.
+    if (afterId < 1 && rows.length < limit) this.tail.refill(out);
+    return out.map((e) => ({ id: e.id, reading: e.reading }));
   }
 
   /** Id of the oldest waiting reading (null when empty). drop-oldest deletes only below it. */
   oldestId(): number | null {
     if (this.closed) return null;
+    const t = this.tail.oldestId();
+    if (t !== undefined) return t;
     const o = this.stmts.oldest.get() as { id: number } | undefined;
     return o ? o.id : null;
+  }
+
+  /** The in-memory tail's size and how many reads it answered (for /metrics). */
+  memoryStats(): TailStats {
+    return this.tail.stats();
   }
 
   /**
@@ -592,6 +639,8 @@ export class Outbox extends EventEmitter {
     const r = this.call({ t: 'ack', seq: ++this.seq, upTo: upToId });
     if (r.t !== 'acked') this.failedReply(r);
     this.setCounters(r);
+    this.tail.deleteUpTo(upToId);
+    this.tail.check(r.depth);
     if (this.waiting.length > 0) this.retryWaiting();
   }
 
@@ -604,6 +653,8 @@ export class Outbox extends EventEmitter {
     const r = this.call({ t: 'quarantine', seq: ++this.seq, ids, error: error.slice(0, 1000), now: Date.now() });
     if (r.t !== 'quarantined') this.failedReply(r);
     this.setCounters(r);
+    this.tail.remove(ids);
+    this.tail.check(r.depth);
     if (r.trimmed > 0) this.opts.onDrop?.(r.trimmed, 'quarantine_overflow');
     if (this.waiting.length > 0) this.retryWaiting();
     return r.moved;
@@ -616,12 +667,16 @@ export class Outbox extends EventEmitter {
   }
 
   stats(): OutboxStats {
-    const o = this.closed ? undefined : (this.stmts.oldest.get() as { arrived: number } | undefined);
+    let oldestArrival = this.closed ? null : this.tail.oldestArrival();
+    if (oldestArrival === undefined) {
+      const o = this.stmts.oldest.get() as { arrived: number } | undefined;
+      oldestArrival = o ? o.arrived : null;
+    }
     return {
       depth: this.counters.depth,
       bytes: this.counters.bytes,
       maxBytes: this.opts.maxBytes,
-      oldestArrival: o ? o.arrived : null,
+      oldestArrival,
       quarantined: this.counters.quarantined,
       held: this.waiting.length,
     };
@@ -665,6 +720,7 @@ export class Outbox extends EventEmitter {
       }
     }
     this.closed = true;
+    this.tail.close();
     clearInterval(this.watchdog);
     this.port.close();
     void this.worker.terminate();

@@ -63,6 +63,8 @@ export interface CommittedReply extends Counters {
   t: 'committed';
   seq: number;
   count: number;
+  /** Id of the first row inserted; the others follow it one by one. -1 if they were not consecutive. */
+  firstId: number;
   seconds: number;
   dropRows: number;
   /** Ids drop-oldest deleted, ascending (only when dropRows > 0). */

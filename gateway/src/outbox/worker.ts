@@ -78,18 +78,27 @@ function handle(m: Request): void {
       const overflow = init.fullPolicy === 'drop-oldest' ? Math.max(0, counters.bytes + m.groupBytes - init.maxBytes) : 0;
       const started = process.hrtime.bigint();
       let drop = { ids: [] as number[], bytes: 0 };
+      // The ids the inserts got: one serialized transaction on the only writer gives consecutive
+      // AUTOINCREMENT ids, but this is checked on every row, not assumed (-1: not consecutive).
+      let firstId = -1;
       db.transaction(() => {
         if (overflow > 0) drop = dropOldest(overflow);
-        for (let i = 0; i < m.machine.length; i++) stmts.insert.run(m.machine[i], m.ts[i], m.data[i], m.bytes[i], m.now);
+        let next = -1;
+        for (let i = 0; i < m.machine.length; i++) {
+          const id = Number(stmts.insert.run(m.machine[i], m.ts[i], m.data[i], m.bytes[i], m.now).lastInsertRowid);
+          if (i === 0) firstId = id;
+          else if (id !== next) firstId = -1;
+          next = id + 1;
+        }
       })();
       counters.depth += m.machine.length - drop.ids.length;
       counters.bytes += m.groupBytes - drop.bytes;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (drop.ids.length > 0) {
         const dropIds = Float64Array.from(drop.ids);
-        reply({ t: 'committed', seq: m.seq, count: m.machine.length, seconds, dropRows: drop.ids.length, dropIds, ...counters }, [dropIds.buffer as ArrayBuffer]);
+        reply({ t: 'committed', seq: m.seq, count: m.machine.length, firstId, seconds, dropRows: drop.ids.length, dropIds, ...counters }, [dropIds.buffer as ArrayBuffer]);
       } else {
-        reply({ t: 'committed', seq: m.seq, count: m.machine.length, seconds, dropRows: 0, ...counters });
+        reply({ t: 'committed', seq: m.seq, count: m.machine.length, firstId, seconds, dropRows: 0, ...counters });
       }
       return;
     }
