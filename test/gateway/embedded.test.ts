@@ -1,4 +1,5 @@
 /** The foundation end to end on the embedded default: real MQTT clients over TCP, every HTTP route. */
+import { createRequire } from 'node:module';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
@@ -56,6 +57,9 @@ describe('gateway on the embedded store', () => {
     });
     // No ts: arrival time was used.
     expect(Math.abs((lathe.body.readings[0]?.ts ?? 0) - Date.now())).toBeLessThan(10_000);
+    // The PUBACKs above were written without mqtt-packet's 65,536-entry packet-id cache (~7 MB kept for good).
+    const numbers = createRequire(import.meta.url)('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
+    expect(Object.keys(numbers.cache)).toHaveLength(0);
   });
 
   it('lists machines with first/last time, counts, metric names and registry tags', async () => {
