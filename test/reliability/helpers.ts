@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import type { Influxd } from '../helpers/influxd.js';
 import { waitFor } from '../helpers/gateway.js';
+import { Outbox, type OutboxOptions } from '../../gateway/src/outbox/outbox.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 
@@ -24,6 +25,21 @@ export function tempDir(prefix: string): string {
 /** Delete the temp dirs made by tempDir() (call after the processes using them have exited). */
 export function removeTempDirs(): void {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Outboxes a test opened in-process; `closeOutboxes` (run it in afterEach) closes them and removes the temp dirs. */
+export const openedOutboxes: Outbox[] = [];
+
+/** An outbox with the tests' defaults (no fsync, 1 ms group commits, 1 MiB budget, reject policy). */
+export function openOutbox(dir: string, o: Partial<OutboxOptions> = {}): Outbox {
+  const box = new Outbox({ dir, fsync: 'os', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 5000, ...o });
+  openedOutboxes.push(box);
+  return box;
+}
+
+export function closeOutboxes(): void {
+  for (const o of openedOutboxes.splice(0)) o.close();
+  removeTempDirs();
 }
 
 export interface ChildGateway {

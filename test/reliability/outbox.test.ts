@@ -10,19 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { ErrorCodes } from '../../gateway/src/errors.js';
 import { Outbox, type DropReason, type OutboxOptions } from '../../gateway/src/outbox/outbox.js';
-import { removeTempDirs, tempDir } from './helpers.js';
+import { closeOutboxes, openOutbox as open, openedOutboxes as opened, tempDir } from './helpers.js';
 
-const opened: Outbox[] = [];
-afterEach(() => {
-  for (const o of opened.splice(0)) o.close();
-  removeTempDirs();
-});
-
-function open(dir: string, o: Partial<OutboxOptions> = {}): Outbox {
-  const box = new Outbox({ dir, fsync: 'os', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 5000, ...o });
-  opened.push(box);
-  return box;
-}
+afterEach(closeOutboxes);
 
 /** Readings k = from..from+n-1 with seq = v = 1000 + k: every row of a machine has the same size. */
 function readings(machine: string, from: number, n: number): Reading[] {
