@@ -13,15 +13,14 @@ import type { Reading } from '../../gateway/src/contract/reading.js';
 import { ErrorCodes, type GatewayError } from '../../gateway/src/errors.js';
 import { validateConfig } from '../../gateway/src/config/load.js';
 import { startGateway } from '../../gateway/src/main.js';
-import { Outbox } from '../../gateway/src/outbox/outbox.js';
-import { removeTempDirs, tempDir } from '../reliability/helpers.js';
+import type { Outbox, OutboxOptions } from '../../gateway/src/outbox/outbox.js';
+import { closeOutboxes, openOutbox, openedOutboxes, tempDir } from '../reliability/helpers.js';
 import { crashWorkerOnFirstAppend } from './fixtures/outbox-crash.js';
 
-const opened: Outbox[] = [];
-afterEach(() => {
-  for (const o of opened.splice(0)) o.close();
-  removeTempDirs();
-});
+afterEach(closeOutboxes);
+
+/** Each outbox here fsyncs every commit, as the product default does. */
+const open = (dir: string, o: Partial<OutboxOptions> = {}): Outbox => openOutbox(dir, { fsync: 'always', fullWaitMs: 1000, ...o });
 
 function readings(from: number, n: number): Reading[] {
   return Array.from({ length: n }, (_, i) => ({ machine: 'm1', ts: 1_700_000_000_000 + from + i, metrics: { v: from + i } }));
@@ -31,8 +30,7 @@ describe('outbox writer thread', () => {
   it('a crash refuses the group it held and every later append, reports once, and keeps what was committed', async () => {
     const dir = tempDir('ob-crash');
     const fatal: GatewayError[] = [];
-    const box = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000, onFatal: (e) => fatal.push(e) });
-    opened.push(box);
+    const box = open(dir, { onFatal: (e) => fatal.push(e) });
     await box.append(readings(0, 10));
     box.crashWorkerForTest();
     // Handed to the worker after the crash request: never committed, so never resolved.
@@ -43,21 +41,19 @@ describe('outbox writer thread', () => {
     expect(fatal[0]?.code).toBe(ErrorCodes.OUTBOX_WORKER);
     expect(box.pendingReadings()).toBe(0);
     box.close();
-    opened.splice(0);
-    const again = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
-    opened.push(again);
+    openedOutboxes.splice(0);
+    const again = open(dir);
     expect(again.read(0, 100).map((e) => e.reading.metrics.v)).toEqual(Array.from({ length: 10 }, (_, i) => i));
   });
 
   it('close commits the appends still pending, then ends the thread', async () => {
     const dir = tempDir('ob-close');
-    const box = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1000, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
+    const box = open(dir, { commitIntervalMs: 1000 });
     const done = Promise.all([box.append(readings(0, 3)), box.append(readings(3, 4))]);
     expect(box.pendingReadings()).toBe(7);
     box.close();
     await done;
-    const again = new Outbox({ dir, fsync: 'always', commitIntervalMs: 1, maxBytes: 1 << 20, fullPolicy: 'reject', fullWaitMs: 1000 });
-    opened.push(again);
+    const again = open(dir);
     expect(again.stats().depth).toBe(7);
     await expect(box.append(readings(7, 1))).rejects.toMatchObject({ code: ErrorCodes.OUTBOX_CLOSED });
   });
