@@ -4,7 +4,7 @@
  * Simulator mode (default): for each seed, one fleet holding, per machine kind, one healthy machine and
  * one machine per applicable fault type (onset after the baseline, the fault type's default
  * onset-to-failure duration). Prints per fault type the detection rate and lead time (share of the
- * onset-to-failure interval still ahead when the anomaly first opens) and false alerts per machine-week
+ * onset-to-failure interval still ahead at the first alert notification, below) and false alerts per machine-week
  * (anomalies opened on healthy machines, and on faulty machines before onset).
  * Conditions also go through the gateway's alert engine (createAlerts, as main.ts wires it), so a
  * detection is the first alert notification a user gets during the fault: an alert opened, or an
