@@ -180,6 +180,11 @@ export class Broker {
       },
     }, {
       ...(opts.routingLimits ? { limits: opts.routingLimits } : {}),
+      // The same decision as authorizeSubscribe, for the filters aedes stores with a granted one.
+      mayStore: (client, filter) => {
+        const identity = (client as ClientWithIdentity)[IDENTITY];
+        return identity !== undefined && deps.acl.canSubscribe(identity, filter);
+      },
       onIndexOff: (reason) => {
         deps.logger.warn({ reason }, 'mqtt routing skip switched off: every publish is routed by aedes from now on (correct, a little more CPU per message)');
       },

@@ -144,6 +144,13 @@ interface PersistenceWithSubscriptions {
 
 export interface GatewayAedesOptions {
   limits?: IndexLimits;
+  /**
+   * Whether a filter of a SUBSCRIBE packet may be kept in the persistence for this client. aedes
+   * hands the packet's whole filter list to the persistence once one filter is authorized, so a
+   * filter the SUBACK refused would otherwise still queue messages for the session while it is
+   * offline, and deliver them when it returns (test/security/mqtt-persistent-acl.test.ts).
+   */
+  mayStore?: (client: Client, filter: string) => boolean;
   /** Called once if the index switches itself off. */
   onIndexOff?: (reason: string) => void;
 }
@@ -159,11 +166,13 @@ export class GatewayAedes extends Aedes {
   unroutedPublishes = 0;
   /** aedes' maxTopicLevels (clamped by aedes): a deeper topic takes aedes' path, which refuses it. */
   private readonly levelLimit: number;
+  private readonly mayStore: ((client: Client, filter: string) => boolean) | undefined;
 
   constructor(opts: AedesOptions, extra: GatewayAedesOptions = {}) {
     if (opts.persistence !== undefined || opts.mq !== undefined) throw new Error("GatewayAedes needs aedes' own in-memory persistence and mq");
     super(opts);
     this.routing = new SubscriptionIndex(extra.limits, extra.onIndexOff);
+    this.mayStore = extra.mayStore;
     const m = (this as unknown as { maxTopicLevels?: unknown }).maxTopicLevels;
     this.levelLimit = typeof m === 'number' ? m : 100;
   }
@@ -175,7 +184,7 @@ export class GatewayAedes extends Aedes {
     return a;
   }
 
-  /** Record every filter stored in the persistence's trie, before it is stored. */
+  /** Record every filter stored in the persistence's trie, before it is stored (and keep out refused ones). */
   private indexPersistence(): void {
     const p = (this as unknown as { persistence?: Partial<PersistenceWithSubscriptions> }).persistence;
     const add = p?.addSubscriptions;
@@ -184,10 +193,14 @@ export class GatewayAedes extends Aedes {
       return;
     }
     const routing = this.routing;
+    const mayStore = this.mayStore;
     p.addSubscriptions = function addSubscriptionsIndexed(client, subs, ...rest: unknown[]) {
-      if (Array.isArray(subs)) for (const s of subs) routing.record((s as { topic?: unknown } | null)?.topic);
-      else routing.record(undefined);
-      return add.call(p, client, subs, ...rest);
+      let kept = subs;
+      if (Array.isArray(subs)) {
+        if (mayStore) kept = subs.filter((s: { topic?: unknown } | null) => typeof s?.topic !== 'string' || mayStore(client as Client, s.topic));
+        for (const s of kept as ({ topic?: unknown } | null)[]) routing.record(s?.topic);
+      } else routing.record(undefined);
+      return add.call(p, client, kept, ...rest);
     };
   }
 
