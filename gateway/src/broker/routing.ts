@@ -127,6 +127,11 @@ export class SubscriptionIndex {
     return true;
   }
 
+  /** Route every publish from now on (for good). */
+  switchOff(reason: string): void {
+    if (this.on) this.off(reason);
+  }
+
   private off(reason: string): void {
     this.on = false;
     this.offReason = reason;
@@ -189,7 +194,7 @@ export class GatewayAedes extends Aedes {
     const p = (this as unknown as { persistence?: Partial<PersistenceWithSubscriptions> }).persistence;
     const add = p?.addSubscriptions;
     if (!p || typeof add !== 'function') {
-      this.routing.record(undefined); // unknown persistence: switch off
+      this.routing.switchOff('the persistence has no addSubscriptions');
       return;
     }
     const routing = this.routing;
