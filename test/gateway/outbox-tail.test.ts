@@ -373,6 +373,22 @@ describe('outbox in-memory tail', () => {
     expectSame(box, dir, 0, 100);
   });
 
+  it('with nothing else at the writer thread, an ack of a few rows waits for its DELETE, a large one does not', async () => {
+    const dir = tempDir('ob-ack-idle');
+    const box = open(dir);
+    await box.append(readings('m1', 600));
+    const rows = box.read(0, 600);
+    box.ack((rows[99] as OutboxEntry).id); // 100 rows: waits, the table has them deleted already
+    expect(box.ackStats()).toMatchObject({ sync: 1, async: 0 });
+    expect(sql(dir, 0, -1).entries).toHaveLength(500);
+    box.ack((rows[599] as OutboxEntry).id); // 500 rows: posted
+    expect(box.ackStats()).toMatchObject({ sync: 1, async: 1 });
+    expect(box.stats()).toMatchObject({ depth: 0, bytes: 0, oldestArrival: null });
+    expect(box.read(0, 1000)).toEqual([]);
+    await box.whenAcked();
+    expectSame(box, dir, 0, 1000);
+  });
+
   it('while an ack is with the writer thread, reads from SQLite (tail over its cap) skip the acknowledged rows; they are deleted once it replies', async () => {
     const dir = tempDir('ob-ack-sqlite');
     // A large group with an fsync: it takes a while in the worker, so the DELETE behind it has not run when we read.

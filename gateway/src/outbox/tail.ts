@@ -145,6 +145,11 @@ export class UnsentTail {
     return { rows: rows - this.size, bytes: bytes - this.bytes };
   }
 
+  /** How many rows held here have an id <= `id`. */
+  countUpTo(id: number): number {
+    return this.indexAfter(id);
+  }
+
   /** True if every table row with id <= `id` is held here, so deleteUpTo(id) removes exactly the table's rows. */
   holdsUpTo(id: number): boolean {
     return !this.closed && (this.complete || id <= this.covered);
