@@ -389,6 +389,34 @@ describe('outbox in-memory tail', () => {
     expectSame(box, dir, 0, 1000);
   });
 
+  it('a posted DELETE that fails is retried: its rows stay gone for reads and figures, and the next ack reports the error', async () => {
+    const dir = tempDir('ob-ack-fail');
+    const box = open(dir);
+    await box.append(readings('m1', 600));
+    const rows = box.read(0, 600);
+    // Fault injection: the table refuses deletes until the trigger is dropped.
+    const db = new Database(join(dir, 'outbox.sqlite'));
+    try {
+      db.exec("CREATE TRIGGER refuse BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'delete refused (test)'); END");
+      box.ack((rows[499] as OutboxEntry).id); // 500 rows: posted
+      expect(box.ackStats()).toMatchObject({ async: 1, sync: 0 });
+      await new Promise((r) => setTimeout(r, 300)); // its failed reply comes
+      expect(sql(dir, 0, -1).entries).toHaveLength(600);
+      expect(box.stats().depth).toBe(100);
+      expect(box.read(0, 1000).map((e) => e.id)).toEqual(rows.slice(500).map((e) => e.id));
+      // The next ack (50 rows, nothing else at the worker: it waits) fails too and says so; its rows stay.
+      expect(() => box.ack((rows[549] as OutboxEntry).id)).toThrow(expect.objectContaining({ code: ErrorCodes.OUTBOX_WRITE }) as Error);
+      expect(box.read(0, 1000)).toHaveLength(100);
+      db.exec('DROP TRIGGER refuse');
+    } finally {
+      db.close();
+    }
+    await box.whenAcked(); // the retry deletes the 500
+    expect(box.ackStats().retried).toBeGreaterThanOrEqual(1);
+    expect(sql(dir, 0, -1).entries).toHaveLength(100);
+    expectSame(box, dir, 0, 1000);
+  });
+
   it('while an ack is with the writer thread, reads from SQLite (tail over its cap) skip the acknowledged rows; they are deleted once it replies', async () => {
     const dir = tempDir('ob-ack-sqlite');
     // A large group with an fsync: it takes a while in the worker, so the DELETE behind it has not run when we read.
