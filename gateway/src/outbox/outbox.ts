@@ -685,6 +685,7 @@ export class Outbox extends EventEmitter {
     this.inflight = undefined;
     // An ack posted or queued without its reply: its rows stay counted as deleted here (they were
     // delivered); the table may still hold them, so a restart may send them again (at-least-once).
+    if (this.ackOut) this.requeue(this.ackOut);
     this.ackOut = undefined;
     this.port.unref();
     for (const p of [...(c ? c.accepted : []), ...this.pending.splice(0), ...this.waiting.splice(0)]) settle(p, err);
