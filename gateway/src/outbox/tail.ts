@@ -150,9 +150,13 @@ export class UnsentTail {
     return this.indexAfter(id);
   }
 
-  /** True if every table row with id <= `id` is held here, so deleteUpTo(id) removes exactly the table's rows. */
+  /**
+   * True if every table row with id <= `id` is held here, so deleteUpTo(id) removes exactly the
+   * table's rows. Only up to `covered`: beyond it may lie rows of a commit whose reply is not
+   * handled yet (a caller can know their ids from SQLite), which the tail does not hold.
+   */
   holdsUpTo(id: number): boolean {
-    return !this.closed && (this.complete || id <= this.covered);
+    return !this.closed && id <= this.covered;
   }
 
   /** These ids were moved to quarantine (those still in the table). */
