@@ -8,7 +8,8 @@
  *
  *   npx tsx bench/src/outbox-main.ts [--rate 15000] [--seconds 10]
  *
- * Prints one JSON line: fixed-rate phase (main busy %, busy us per reading, append->commit p50/p99)
+ * Prints one JSON line: fixed-rate phase (main busy %, busy us per reading, append->commit p50/p99,
+ * time the main thread spent in the forwarder's ack() calls: per call p50/p99/max and in all)
  * and a closed-loop phase (readings/s when appends are let in while fewer than 2000 wait for the next
  * group commit, as ingest back-pressure does).
  */
@@ -39,12 +40,18 @@ async function main(): Promise<void> {
   let n = 0;
   // Forwarder stand-in: read the head, "write" it, delete it.
   let forwarding = true;
+  let timing = false;
+  const ackMs: number[] = [];
   const forward = async (): Promise<void> => {
     while (forwarding) {
       await new Promise((r) => setTimeout(r, 200));
       const batch = box.read(0, 5000);
       const last = batch[batch.length - 1];
-      if (last) box.ack(last.id);
+      if (last) {
+        const at = performance.now();
+        box.ack(last.id);
+        if (timing) ackMs.push(performance.now() - at);
+      }
     }
   };
   const fwd = forward();
@@ -55,6 +62,7 @@ async function main(): Promise<void> {
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
+  timing = true;
   let sent = 0;
   await new Promise<void>((resolve) => {
     const iv = setInterval(() => {
@@ -71,6 +79,7 @@ async function main(): Promise<void> {
     }, 1);
   });
   while (lat.length < sent) await new Promise((r) => setTimeout(r, 5));
+  timing = false;
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
   const wall = performance.now() - t0;
@@ -113,6 +122,11 @@ async function main(): Promise<void> {
       processCpuUsPerReading: Math.round(((cpu.user + cpu.system) / sent) * 100) / 100,
       commitP50Ms: Math.round(quantile(lat, 0.5) * 100) / 100,
       commitP99Ms: Math.round(quantile(lat, 0.99) * 100) / 100,
+      acks: ackMs.length,
+      ackMsP50: Math.round(quantile(ackMs, 0.5) * 1000) / 1000,
+      ackMsP99: Math.round(quantile(ackMs, 0.99) * 1000) / 1000,
+      ackMsMax: Math.round(Math.max(0, ...ackMs) * 1000) / 1000,
+      ackMsTotal: Math.round(ackMs.reduce((a, b) => a + b, 0) * 10) / 10,
       closedLoopReadingsPerS: Math.round(maxRate),
     }),
   );

@@ -3,7 +3,9 @@
  * memory is exactly what the table returns (`SELECT ... FROM outbox WHERE id > ? ORDER BY id LIMIT ?`
  * through a second SQLite connection): same ids, same readings, same order. Real SQLite files, the
  * real writer thread; a seeded random mix of appends, acks, drop-oldest drops, quarantines, reopens
- * and reads, plus the cases that are hard to reach at random.
+ * and reads, plus the cases that are hard to reach at random. Acks made while a group commit is
+ * with the writer thread do not wait for their DELETE: they are checked at once (no acknowledged
+ * row served or counted again) and against SQLite after the reply (or after a close right away).
  */
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
@@ -81,38 +83,142 @@ describe('outbox in-memory tail', () => {
       { weight: 2, arbitrary: fc.record({ kind: fc.constant('quarantine' as const), at: fc.array(fc.nat(40), { maxLength: 3 }), missing: fc.boolean() }) },
       { weight: 2, arbitrary: fc.record({ kind: fc.constant('read' as const), after: fc.double({ min: 0, max: 1.2, noNaN: true }), limit: fc.integer({ min: 0, max: 80 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('reopen' as const) }) },
+      {
+        // Appends, and while their group commit is with the writer thread: acks of the head (the
+        // second coalesces into the first), maybe a quarantine, then wait for the replies or close.
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('appendAck' as const),
+          machine: fc.constantFrom('a', 'bb', 'ccc'),
+          n: fc.integer({ min: 1, max: 30 }),
+          parallel: fc.integer({ min: 1, max: 3 }),
+          seq: fc.boolean(),
+          negativeZero: fc.boolean(),
+          acks: fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 3 }),
+          quarantine: fc.boolean(),
+          // reopen: close while the commit and the DELETEs are with the worker; reopenAfterCommit: once
+          // the commit's reply came, the DELETEs' replies maybe not (a queued ack not posted yet).
+          then: fc.constantFrom<'wait' | 'reopen' | 'reopenAfterCommit'>('wait', 'wait', 'reopen', 'reopenAfterCommit'),
+        }),
+      },
     );
     // How often each path was taken with rows in memory (asserted below: the test must reach them).
-    const seen = { hits: 0, misses: 0, quarantinedInMemory: 0, dropped: 0, overflowed: 0, refilled: 0 };
+    const seen = { hits: 0, misses: 0, quarantinedInMemory: 0, dropped: 0, overflowed: 0, refilled: 0, asyncAcks: 0, coalesced: 0, droppedBeforeDelete: 0, closedAfterAsyncAck: 0 };
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30, size: 'max' }), fc.constantFrom<'reject' | 'drop-oldest'>('reject', 'drop-oldest'), fc.integer({ min: 8, max: 120 }), async (ops, policy, memoryRows) => {
         const dir = tempDir('ob-tail');
         // Small budget and tail: drop-oldest drops, the tail overflows, drains and refills.
-        const o: Partial<OutboxOptions> = { maxBytes: 9000, fullPolicy: policy, fullWaitMs: 20, quarantineKeep: 1000, memoryRows, onDrop: (n) => (seen.dropped += n) };
+        // Conservation: every reading committed is waiting, acknowledged, quarantined or counted as dropped.
+        let dropped = 0;
+        const o: Partial<OutboxOptions> = {
+          maxBytes: 9000,
+          fullPolicy: policy,
+          fullWaitMs: 20,
+          quarantineKeep: 1000,
+          memoryRows,
+          onDrop: (n) => {
+            seen.dropped += n;
+            dropped += n;
+          },
+        };
+        let accepted = 0;
+        let acked = 0;
+        let quarantined = 0;
         let box = open(dir, o);
+        const appendAll = (x: { machine: string; n: number; parallel: number; seq: boolean; negativeZero: boolean }): Promise<unknown> =>
+          Promise.all(
+            Array.from({ length: x.parallel }, () =>
+              box.append(readings(x.machine, x.n, x)).then(
+                () => (accepted += x.n),
+                (e: { code?: string }) => {
+                  // CLOSED: held for space when close() came (reopen right after the acks).
+                  if (e.code !== ErrorCodes.OUTBOX_FULL && e.code !== ErrorCodes.OUTBOX_CLOSED) throw e as Error;
+                },
+              ),
+            ),
+          );
+        /** The forwarder's steps for a batch read from the head: its write succeeded, ack it. */
+        const deliver = (batch: OutboxEntry[]): void => {
+          const last = batch[batch.length - 1] as OutboxEntry;
+          box.beginFlight((batch[0] as OutboxEntry).id, last.id);
+          box.endFlight(true);
+          acked += batch.length;
+          box.ack(last.id);
+        };
         for (const x of ops) {
           const t0 = box.memoryStats();
           if (x.kind === 'append') {
-            await Promise.all(
-              Array.from({ length: x.parallel }, () =>
-                box.append(readings(x.machine, x.n, x)).catch((e: { code?: string }) => {
-                  if (e.code !== ErrorCodes.OUTBOX_FULL) throw e as Error;
-                }),
-              ),
-            );
+            await appendAll(x);
           } else if (x.kind === 'ack') {
             const batch = box.read(0, x.n);
-            if (batch.length > 0) box.ack((batch[batch.length - 1] as OutboxEntry).id);
+            if (batch.length > 0) deliver(batch);
           } else if (x.kind === 'ackAt') {
             const all = sql(dir, 0, -1).entries;
             const e = all[Math.floor(x.at * all.length)];
-            if (e) box.ack(e.id);
+            if (e) {
+              // An ack without a flight (nothing else is with the writer thread: it waits).
+              acked += all.filter((r) => r.id <= e.id).length;
+              box.ack(e.id);
+            }
           } else if (x.kind === 'quarantine') {
             const all = sql(dir, 0, -1).entries;
             const ids = x.at.map((i) => all[i]?.id).filter((id): id is number => id !== undefined);
             if (x.missing) ids.push((all[all.length - 1]?.id ?? 0) + 1000);
             const moved = box.quarantine(ids, 'HTTP 400');
+            quarantined += moved;
             if (moved > 0 && t0.rows > 0) seen.quarantinedInMemory++;
+          } else if (x.kind === 'appendAck') {
+            const a0 = box.ackStats();
+            let failure: unknown;
+            // 'settled' is emitted right after the group is posted: its reply cannot have been handled
+            // yet (replies come as port messages, after this turn and its microtasks).
+            let onSettled = (): void => undefined;
+            const settled = new Promise<void>((resolve) => (onSettled = resolve));
+            box.once('settled', () => {
+              onSettled();
+              try {
+                for (const n of x.acks) {
+                  const hits = box.memoryStats().hits;
+                  const batch = box.read(0, n);
+                  const fromMemory = box.memoryStats().hits > hits;
+                  const last = batch[batch.length - 1];
+                  if (!last) break;
+                  const depth = box.stats().depth;
+                  const async = box.ackStats().async;
+                  deliver(batch);
+                  // At once, before the writer thread ran the DELETE: gone for every read and figure.
+                  expect(box.read(0, 100000).filter((e) => e.id <= last.id)).toEqual([]);
+                  expect(box.oldestId() ?? Infinity).toBeGreaterThan(last.id);
+                  if (fromMemory && box.ackStats().async > async) expect(box.stats().depth).toBe(depth - batch.length);
+                }
+                if (x.quarantine) {
+                  const head = box.read(0, 1)[0];
+                  if (head) quarantined += box.quarantine([head.id], 'HTTP 400');
+                }
+              } catch (e) {
+                failure = e;
+              }
+            });
+            const appended = appendAll(x);
+            await Promise.race([settled, appended]);
+            if (x.then === 'reopen') {
+              // close() right after the acks: it waits for the commit and the DELETEs still with the worker.
+              if (box.ackStats().async > a0.async) seen.closedAfterAsyncAck++;
+              box = reopen(box, dir, o);
+              await appended;
+            } else if (x.then === 'reopenAfterCommit') {
+              await appended;
+              box = reopen(box, dir, o);
+            } else {
+              await appended;
+              await box.whenAcked();
+            }
+            box.removeAllListeners('settled');
+            if (failure) throw failure as Error;
+            const a1 = x.then === 'wait' ? box.ackStats() : a0;
+            if (a1.async > a0.async) seen.asyncAcks++;
+            if (a1.coalesced > a0.coalesced) seen.coalesced++;
+            if (a1.droppedFirst > a0.droppedFirst) seen.droppedBeforeDelete++;
           } else if (x.kind === 'read') {
             const all = sql(dir, 0, -1).entries;
             const last = all[all.length - 1]?.id ?? 0;
@@ -125,6 +231,7 @@ describe('outbox in-memory tail', () => {
           expectSame(box, dir, 0, 100000);
           const all = sql(dir, 0, -1).entries;
           if (all.length > 2) expectSame(box, dir, (all[1] as OutboxEntry).id, 5);
+          expect(accepted).toBe(all.length + acked + quarantined + dropped);
           const t = box.memoryStats();
           expect(t.resyncs).toBe(0);
           expect(t.rows).toBeLessThanOrEqual(memoryRows);
@@ -238,5 +345,132 @@ describe('outbox in-memory tail', () => {
     const misses = box.memoryStats().misses;
     expectSame(box, dir, 0, 100);
     expect(box.memoryStats()).toMatchObject({ rows: 0, complete: false, misses: misses + 1 });
+  });
+  it('an ack made while a group commit is with the writer thread does not wait; close() right after it leaves the rows deleted on reopen', async () => {
+    const dir = tempDir('ob-ack-close');
+    let box = open(dir, { fsync: 'always' });
+    await box.append(readings('m1', 50));
+    const head = box.read(0, 50);
+    const upTo = (head[49] as OutboxEntry).id;
+    const seen: { async: number; depth: number; ids: number[] }[] = [];
+    box.once('settled', () => {
+      // The group of 20 is with the worker (its fsync ahead of any DELETE): the ack does not wait for it.
+      box.ack((head[29] as OutboxEntry).id);
+      box.ack(upTo); // coalesced into the first
+      seen.push({ async: box.ackStats().async, depth: box.stats().depth, ids: box.read(0, 100).map((e) => e.id) });
+      box.close();
+    });
+    const later = box.append(readings('m1', 20));
+    await later; // close() stored the group before closing
+    expect(seen).toEqual([{ async: 2, depth: 0, ids: [] }]);
+    opened.splice(opened.indexOf(box), 1);
+    box = open(dir);
+    // Nothing acknowledged is replayed; the 20 stored after it are all there.
+    const rest = box.read(0, 100);
+    expect(rest).toHaveLength(20);
+    expect(rest.every((e) => e.id > upTo)).toBe(true);
+    expect(sql(dir, 0, -1).entries.map((e) => e.id)).toEqual(rest.map((e) => e.id));
+    expectSame(box, dir, 0, 100);
+  });
+
+  it('with nothing else at the writer thread, an ack of a few rows waits for its DELETE, a large one does not', async () => {
+    const dir = tempDir('ob-ack-idle');
+    const box = open(dir);
+    await box.append(readings('m1', 600));
+    const rows = box.read(0, 600);
+    box.ack((rows[99] as OutboxEntry).id); // 100 rows: waits, the table has them deleted already
+    expect(box.ackStats()).toMatchObject({ sync: 1, async: 0 });
+    expect(sql(dir, 0, -1).entries).toHaveLength(500);
+    box.ack((rows[599] as OutboxEntry).id); // 500 rows: posted
+    expect(box.ackStats()).toMatchObject({ sync: 1, async: 1 });
+    expect(box.stats()).toMatchObject({ depth: 0, bytes: 0, oldestArrival: null });
+    expect(box.read(0, 1000)).toEqual([]);
+    await box.whenAcked();
+    expectSame(box, dir, 0, 1000);
+  });
+
+  it('a posted DELETE that fails is retried: its rows stay gone for reads and figures, and the next ack reports the error', async () => {
+    const dir = tempDir('ob-ack-fail');
+    const box = open(dir);
+    await box.append(readings('m1', 600));
+    const rows = box.read(0, 600);
+    // Fault injection: the table refuses deletes until the trigger is dropped.
+    const db = new Database(join(dir, 'outbox.sqlite'));
+    try {
+      db.exec("CREATE TRIGGER refuse BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'delete refused (test)'); END");
+      box.ack((rows[499] as OutboxEntry).id); // 500 rows: posted
+      expect(box.ackStats()).toMatchObject({ async: 1, sync: 0 });
+      await new Promise((r) => setTimeout(r, 300)); // its failed reply comes
+      expect(sql(dir, 0, -1).entries).toHaveLength(600);
+      expect(box.stats().depth).toBe(100);
+      expect(box.read(0, 1000).map((e) => e.id)).toEqual(rows.slice(500).map((e) => e.id));
+      // The next ack (50 rows, nothing else at the worker: it waits) fails too and says so; its rows stay.
+      expect(() => box.ack((rows[549] as OutboxEntry).id)).toThrow(expect.objectContaining({ code: ErrorCodes.OUTBOX_WRITE }) as Error);
+      expect(box.read(0, 1000)).toHaveLength(100);
+      db.exec('DROP TRIGGER refuse');
+    } finally {
+      db.close();
+    }
+    await box.whenAcked(); // the retry deletes the 500
+    expect(box.ackStats().retried).toBeGreaterThanOrEqual(1);
+    expect(sql(dir, 0, -1).entries).toHaveLength(100);
+    expectSame(box, dir, 0, 1000);
+  });
+
+  it('while an ack is with the writer thread, reads from SQLite (tail over its cap) skip the acknowledged rows; they are deleted once it replies', async () => {
+    const dir = tempDir('ob-ack-sqlite');
+    // A large group with an fsync: it takes a while in the worker, so the DELETE behind it has not run when we read.
+    const box = open(dir, { memoryRows: 20, fsync: 'always' });
+    await box.append(readings('m1', 15));
+    await box.append(readings('m1', 10)); // over the cap: the tail holds the first 15 only
+    expect(box.memoryStats()).toMatchObject({ rows: 15, complete: false });
+    const last = (sql(dir, 0, -1).entries[24] as OutboxEntry).id;
+    const checked: unknown[] = [];
+    box.once('settled', () => {
+      const batch = box.read(0, 10); // from memory
+      const upTo = (batch[9] as OutboxEntry).id;
+      box.ack(upTo);
+      const misses = box.memoryStats().misses;
+      // Runs past what the tail holds: SQLite, where the 10 are still (and maybe the new group).
+      const all = box.read(0, 1000);
+      checked.push(
+        box.ackStats().async,
+        box.memoryStats().misses - misses,
+        all.filter((e) => e.id <= last).length,
+        all.every((e) => e.id > upTo),
+        box.stats().depth,
+        (box.oldestId() ?? 0) > upTo,
+      );
+    });
+    await box.append(readings('m1', 3000));
+    await box.whenAcked();
+    expect(checked).toEqual([1, 1, 15, true, 15, true]);
+    expectSame(box, dir, 0, 5000);
+    expect(box.stats().depth).toBe(3015);
+  });
+
+  it('an ack whose reply never came (writer thread failed) loses nothing: after a restart its rows are sent again', async () => {
+    const dir = tempDir('ob-ack-crash');
+    let box = open(dir, { onFatal: () => undefined });
+    await box.append(readings('m1', 10));
+    const head = box.read(0, 10);
+    box.once('settled', () => {
+      box.crashWorkerForTest(); // after the group: the worker stores it, then dies before the DELETE
+      box.ack((head[9] as OutboxEntry).id);
+    });
+    const later = box.append(readings('m1', 5)).then(
+      () => 'stored',
+      (e: { code?: string }) => e.code,
+    );
+    expect(['stored', ErrorCodes.OUTBOX_WORKER]).toContain(await later);
+    await box.whenAcked();
+    expect(() => box.ack((head[9] as OutboxEntry).id)).toThrow(expect.objectContaining({ code: ErrorCodes.OUTBOX_WORKER }) as Error);
+    box.close();
+    opened.splice(opened.indexOf(box), 1);
+    box = open(dir);
+    // At-least-once: the 10 acknowledged rows whose DELETE never ran come back; the 5 were committed before the crash.
+    expect(box.read(0, 100).map((e) => e.id)).toEqual(sql(dir, 0, -1).entries.map((e) => e.id));
+    expect(box.read(0, 100).slice(0, 10).map((e) => e.id)).toEqual(head.map((e) => e.id));
+    expect(box.stats().depth).toBe(15);
   });
 });

@@ -25,6 +25,7 @@ export interface CommitRequest {
   groupBytes: number;
 }
 
+/** DELETE every row with id <= upTo (the sink confirmed them). upTo 0: a no-op round trip. */
 export interface AckRequest {
   t: 'ack';
   seq: number;
@@ -69,11 +70,15 @@ export interface CommittedReply extends Counters {
   dropRows: number;
   /** Ids drop-oldest deleted, ascending (only when dropRows > 0). */
   dropIds?: Float64Array;
+  /** Budget bytes of each of them, in step with dropIds. */
+  dropBytes?: Float64Array;
 }
 
 export interface AckedReply extends Counters {
   t: 'acked';
   seq: number;
+  /** Highest id it deleted (0: none). */
+  maxId: number;
 }
 
 export interface QuarantinedReply extends Counters {

@@ -4,17 +4,20 @@
  * arrival, asked on every forwarder turn) costs no SQLite query, no JSON.parse and no row objects.
  *
  * Invariant (tested against SQLite in test/gateway/outbox-tail.test.ts): the tail is a PREFIX of
- * the outbox table as of the last writer-thread reply the main thread handled: it holds every table
- * row with id <= `covered`, with the same id, machine, ts, metrics, seq and arrival, in id order,
- * and nothing else. So a read it can answer from rows <= `covered` is exactly what
- * `SELECT ... FROM outbox WHERE id > ? ORDER BY id LIMIT ?` returns. `complete` adds: no table row
- * has an id above `covered` (the tail is the whole table), so a read that runs past its end is
- * exact too. Each change to the table keeps it:
+ * the outbox table as of the last writer-thread reply the main thread handled, less the rows
+ * acknowledged since (ids <= the outbox's acked horizon, whose DELETE is posted or queued: the
+ * outbox treats them as deleted): it holds every such table row with id <= `covered`, with the same
+ * id, machine, ts, metrics, seq and arrival, in id order, and nothing else. So a read it can answer
+ * from rows <= `covered` is exactly what `SELECT ... FROM outbox WHERE id > ? ORDER BY id LIMIT ?`
+ * returns once those DELETEs ran. `complete` adds: no table row has an id above `covered` (the tail
+ * is the whole table), so a read that runs past its end is exact too. Each change to the table
+ * keeps it:
  * - group commit: its rows are appended only while `complete`, if their ids are consecutive (the
  *   worker checks) and they fit the caps; otherwise `complete` becomes false and nothing is added
  *   until a SQLite read returns the whole table again (`refill`);
  * - ack (DELETE id <= upTo) and drop-oldest (DELETE id <= last dropped id): the same prefix is
- *   removed here; quarantine: the moved ids are removed (an id not here was not in the table);
+ *   removed here, for an ack when it is posted (before the writer thread ran it); quarantine: the
+ *   moved ids are removed (an id not here was not in the table);
  * - a failed request changed nothing; held appends (reject policy) are not committed, not here;
  * - close or writer-thread failure: cleared and never refilled.
  * A commit the worker finished whose reply is not handled yet is not visible here (nor in the
@@ -129,10 +132,31 @@ export class UnsentTail {
     this.bytes += bytes;
   }
 
-  /** Rows were deleted from the table up to and including `id` (ack, drop-oldest). */
-  deleteUpTo(id: number): void {
+  /**
+   * Rows were deleted from the table up to and including `id` (ack, drop-oldest), or are being
+   * deleted (an ack whose DELETE is with the writer thread). Returns how many rows and budget bytes
+   * it removed.
+   */
+  deleteUpTo(id: number): { rows: number; bytes: number } {
     // `covered` stays: it only ever names ids that were rows (a later commit's ids exceed them).
+    const rows = this.size;
+    const bytes = this.bytes;
     while (this.size > 0 && (this.ids[this.head] as number) <= id) this.popHead();
+    return { rows: rows - this.size, bytes: bytes - this.bytes };
+  }
+
+  /** How many rows held here have an id <= `id`. */
+  countUpTo(id: number): number {
+    return this.indexAfter(id);
+  }
+
+  /**
+   * True if every table row with id <= `id` is held here, so deleteUpTo(id) removes exactly the
+   * table's rows. Only up to `covered`: beyond it may lie rows of a commit whose reply is not
+   * handled yet (a caller can know their ids from SQLite), which the tail does not hold.
+   */
+  holdsUpTo(id: number): boolean {
+    return !this.closed && id <= this.covered;
   }
 
   /** These ids were moved to quarantine (those still in the table). */

@@ -5,7 +5,8 @@
  * in arrival order, so writes stay serialized exactly as they were on the main thread.
  *
  * After each reply it bumps a shared counter and wakes the main thread, which waits on it
- * (Atomics.wait) for the few calls it makes synchronously (ack, quarantine, close).
+ * (Atomics.wait) for the few calls it makes synchronously (quarantine, close, an ack when nothing
+ * else is with this thread).
  */
 import Database from 'better-sqlite3';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
@@ -34,7 +35,7 @@ const stmts = {
   oldestRows: db.prepare('SELECT id, bytes FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
   quarantine: db.prepare('INSERT OR REPLACE INTO quarantine (id, machine, ts, data, error, at) SELECT id, machine, ts, data, ?, ? FROM outbox WHERE id = ?'),
   trimQuarantine: db.prepare('DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)'),
-  sumUpTo: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE id <= ?'),
+  sumUpTo: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b, COALESCE(MAX(id), 0) AS x FROM outbox WHERE id <= ?'),
   bytesOf: db.prepare('SELECT bytes FROM outbox WHERE id = ?'),
 };
 
@@ -52,22 +53,24 @@ function reply(r: Reply, transfer?: ArrayBuffer[]): void {
 }
 
 /** Delete the oldest rows until at least `needBytes` are freed. Runs inside the commit transaction. */
-function dropOldest(needBytes: number): { ids: number[]; bytes: number } {
+function dropOldest(needBytes: number): { ids: number[]; sizes: number[]; bytes: number } {
   let freed = 0;
   let after = 0;
   const ids: number[] = [];
+  const sizes: number[] = [];
   while (freed < needBytes) {
     const rows = stmts.oldestRows.all(after, 500) as { id: number; bytes: number }[];
     if (rows.length === 0) break;
     for (const r of rows) {
       freed += r.bytes;
       ids.push(r.id);
+      sizes.push(r.bytes);
       after = r.id;
       if (freed >= needBytes) break;
     }
   }
   if (ids.length > 0) stmts.deleteUpTo.run(after);
-  return { ids, bytes: freed };
+  return { ids, sizes, bytes: freed };
 }
 
 function handle(m: Request): void {
@@ -77,7 +80,7 @@ function handle(m: Request): void {
       // that one never exceeds the budget by itself); the reject policy never gets here over budget.
       const overflow = init.fullPolicy === 'drop-oldest' ? Math.max(0, counters.bytes + m.groupBytes - init.maxBytes) : 0;
       const started = process.hrtime.bigint();
-      let drop = { ids: [] as number[], bytes: 0 };
+      let drop = { ids: [] as number[], sizes: [] as number[], bytes: 0 };
       // The ids the inserts got: one serialized transaction on the only writer gives consecutive
       // AUTOINCREMENT ids, but this is checked on every row, not assumed (-1: not consecutive).
       let firstId = -1;
@@ -96,16 +99,20 @@ function handle(m: Request): void {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (drop.ids.length > 0) {
         const dropIds = Float64Array.from(drop.ids);
-        reply({ t: 'committed', seq: m.seq, count: m.machine.length, firstId, seconds, dropRows: drop.ids.length, dropIds, ...counters }, [dropIds.buffer as ArrayBuffer]);
+        const dropBytes = Float64Array.from(drop.sizes);
+        reply({ t: 'committed', seq: m.seq, count: m.machine.length, firstId, seconds, dropRows: drop.ids.length, dropIds, dropBytes, ...counters }, [
+          dropIds.buffer as ArrayBuffer,
+          dropBytes.buffer as ArrayBuffer,
+        ]);
       } else {
         reply({ t: 'committed', seq: m.seq, count: m.machine.length, firstId, seconds, dropRows: 0, ...counters });
       }
       return;
     }
     case 'ack': {
-      const s = stmts.sumUpTo.get(m.upTo) as { n: number; b: number };
+      const s = stmts.sumUpTo.get(m.upTo) as { n: number; b: number; x: number };
       if (s.n > 0) {
-        // The delete needs no flush of its own (the main thread waits for it): if a power cut
+        // The delete needs no flush of its own: if a power cut
         // loses it, those readings are sent again and the sink keeps one copy (series + time).
         // The next group commit's flush makes it durable anyway.
         if (init.fsync === 'always') db.pragma('synchronous = NORMAL');
@@ -117,7 +124,7 @@ function handle(m: Request): void {
         counters.depth -= s.n;
         counters.bytes -= s.b;
       }
-      reply({ t: 'acked', seq: m.seq, ...counters });
+      reply({ t: 'acked', seq: m.seq, maxId: s.x, ...counters });
       return;
     }
     case 'quarantine': {

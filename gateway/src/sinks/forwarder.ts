@@ -10,7 +10,10 @@
  *   never blocks the queue. InfluxDB 1.x stores the valid points of a 400 "partial write"; writing
  *   them again while isolating the bad one is harmless (series + timestamp identity).
  * Deletes from the outbox only what the sink confirmed. A crash between the sink's confirmation and
- * the delete replays that batch on the next start; the sink deduplicates it.
+ * the delete replays that batch on the next start; the sink deduplicates it. `ack` returns before
+ * the outbox's writer thread has run the delete (outbox.ts): the next read already skips the batch.
+ * A posted delete that fails is retried by the outbox (its batch is not resent) and reported by the
+ * next `ack`, which throws: the loop below logs it.
  */
 import type { Logger } from 'pino';
 import { RateLimitedLog } from '../obs/logger.js';
