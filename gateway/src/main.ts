@@ -249,6 +249,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       };
     };
     const reads = { hits: 0, misses: 0 };
+    const acks = { async: 0, sync: 0, retried: 0 };
     const beforeScrape = (): void => {
       const s = outbox.stats();
       metrics.outboxDepth.set(s.depth);
@@ -260,6 +261,13 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       metrics.outboxReads.inc({ source: 'sqlite' }, t.misses - reads.misses);
       reads.hits = t.hits;
       reads.misses = t.misses;
+      const a = outbox.ackStats();
+      metrics.outboxAcks.inc({ mode: 'posted' }, a.async - acks.async);
+      metrics.outboxAcks.inc({ mode: 'waited' }, a.sync - acks.sync);
+      metrics.outboxAckRetries.inc(a.retried - acks.retried);
+      acks.async = a.async;
+      acks.sync = a.sync;
+      acks.retried = a.retried;
     };
     const http = await createHttpServer({
       config: config.http,

@@ -68,4 +68,15 @@ describeWithInfluxd('gateway -> InfluxDB 1.x', () => {
     });
     expect(rows).toHaveLength(1);
   });
+
+  it('counts every delete of confirmed readings in /metrics: one per batch written', async () => {
+    const m = await fetch(`${gw.httpUrl}/metrics`).then((x) => x.text());
+    const value = (re: RegExp): number => Number(re.exec(m)?.[1] ?? NaN);
+    const batches = value(/^smartops_sink_batches_written_total\{sink="influxdb-v1"\} (\d+)$/m);
+    const posted = value(/^smartops_outbox_acks_total\{mode="posted"\} (\d+)$/m);
+    const waited = value(/^smartops_outbox_acks_total\{mode="waited"\} (\d+)$/m);
+    expect(batches).toBeGreaterThanOrEqual(3);
+    expect(posted + waited).toBe(batches);
+    expect(value(/^smartops_outbox_ack_retries_total (\d+)$/m)).toBe(0);
+  });
 });

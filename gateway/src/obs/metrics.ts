@@ -76,6 +76,8 @@ export interface CoreMetrics {
   outboxCommitLatency: Histogram;
   outboxMemoryRows: Gauge;
   outboxReads: Counter<'source'>;
+  outboxAcks: Counter<'mode'>;
+  outboxAckRetries: Counter;
   httpAuthFailures: Counter<'reason'>;
 }
 
@@ -103,11 +105,14 @@ export function createCoreMetrics(registry: Registry): CoreMetrics {
     outboxCommitLatency: new Histogram({ name: 'smartops_outbox_commit_duration_seconds', help: 'Group commit (transaction + fsync) latency', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] }),
     outboxMemoryRows: new Gauge({ name: 'smartops_outbox_memory_rows', help: 'Unsent readings the forwarder can read from memory instead of SQLite', registers: [registry] }),
     outboxReads: new Counter({ name: 'smartops_outbox_reads_total', help: 'Forwarder reads of the outbox, by source (memory, or sqlite when memory does not hold the head)', labelNames: ['source'], registers: [registry] }),
+    outboxAcks: new Counter({ name: 'smartops_outbox_acks_total', help: 'Deletes of readings the sink confirmed, by mode (posted: the gateway went on at once; waited: a small one with the writer thread idle, or after a restart)', labelNames: ['mode'], registers: [registry] }),
+    outboxAckRetries: new Counter({ name: 'smartops_outbox_ack_retries_total', help: 'Retries of a confirmed delete the writer thread failed to run (the readings stay counted as delivered)', registers: [registry] }),
     httpAuthFailures: new Counter({ name: 'smartops_http_auth_failures_total', help: 'HTTP requests refused for missing/invalid token or scope', labelNames: ['reason'], registers: [registry] }),
   };
   // Make every reason visible at 0 so dashboards and alerts on rates work from the start.
   for (const r of REJECT_REASONS) m.messagesRejected.inc({ reason: r }, 0);
   for (const r of ['outbox_full_drop_oldest', 'quarantine_overflow', 'outbox_full_qos0']) m.readingsDropped.inc({ reason: r }, 0);
   for (const s of ['memory', 'sqlite']) m.outboxReads.inc({ source: s }, 0);
+  for (const s of ['posted', 'waited']) m.outboxAcks.inc({ mode: s }, 0);
   return m;
 }
