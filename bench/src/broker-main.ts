@@ -16,14 +16,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { MqttAcl } from '../../gateway/src/auth/mqtt-acl.js';
 import { Broker } from '../../gateway/src/broker/broker.js';
-import { DEFAULT_LIMITS } from '../../gateway/src/contract/reading.js';
-import { Ingest } from '../../gateway/src/ingest/ingest.js';
-import { RejectLog } from '../../gateway/src/ingest/rejects.js';
-import { createCoreMetrics, createRegistry } from '../../gateway/src/obs/metrics.js';
 import { encodePublish, RawMqttClient, topicField } from './mqtt-raw.js';
+import { startBareBroker } from '../../test/helpers/broker.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,25 +51,12 @@ function once<T extends Msg['t']>(cp: ChildProcess | NodeJS.Process, t: T): Prom
 const send = (cp: ChildProcess | NodeJS.Process, m: Msg): void => void cp.send?.(m);
 
 async function brokerRole(): Promise<void> {
-  const registry = createRegistry();
-  const metrics = createCoreMetrics(registry);
-  const logger = pino({ level: 'silent' });
-  const ingest = new Ingest({
-    limits: DEFAULT_LIMITS,
+  const { broker, registry, port } = await startBareBroker({
     // Durable append stand-in: the commit "completes" on the next turn, as a group commit would.
     outbox: { append: async () => undefined, appendThen: (_r, done) => void setImmediate(done, null) },
-    rejects: new RejectLog(10),
-    metrics,
-    logger,
-    rejectLogIntervalMs: 10000,
-    onAccepted: () => undefined,
+    broker: { maxConnections: MACHINES + 10, connectTimeoutMs: 30000 },
   });
-  const broker = await Broker.create(
-    { host: '127.0.0.1', port: 0, ws: { enabled: false, host: '127.0.0.1', port: 0 }, tls: { enabled: false, host: '127.0.0.1', port: 0, requireClientCert: false }, maxConnections: MACHINES + 10, connectTimeoutMs: 30000, drainTimeoutMs: 30000, maxInflightPerClient: 100 },
-    { ingest, acl: new MqttAcl([], true), metrics, logger },
-  );
   if (values.mode === 'off') broker.aedes.routing.switchOff('broker-main --modes off');
-  const port = (await broker.listen()).mqtt;
   let scavenges = 0;
   new PerformanceObserver((l) => {
     for (const e of l.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;

@@ -9,18 +9,15 @@
 import { Aedes } from 'aedes';
 import fc from 'fast-check';
 import mqtt from 'mqtt';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MqttAcl, topicMatches, type MqttUser } from '../../gateway/src/auth/mqtt-acl.js';
+import { topicMatches, type MqttUser } from '../../gateway/src/auth/mqtt-acl.js';
 import { hashPassword } from '../../gateway/src/auth/passwords.js';
 import { Broker, type BrokerOptions } from '../../gateway/src/broker/broker.js';
 import { filterMayMatch, SubscriptionIndex } from '../../gateway/src/broker/routing.js';
-import { DEFAULT_LIMITS, type Reading } from '../../gateway/src/contract/reading.js';
-import { Ingest } from '../../gateway/src/ingest/ingest.js';
-import { RejectLog } from '../../gateway/src/ingest/rejects.js';
-import { createCoreMetrics, createRegistry } from '../../gateway/src/obs/metrics.js';
+import type { Reading } from '../../gateway/src/contract/reading.js';
 import { startTestGateway, waitFor } from '../helpers/gateway.js';
 import { sample, scrape } from '../security/helpers.js';
+import { startBareBroker } from '../helpers/broker.js';
 
 interface TestBroker {
   broker: Broker;
@@ -37,28 +34,17 @@ afterEach(async () => {
 });
 
 async function startBroker(o: Partial<BrokerOptions> = {}, users: MqttUser[] = [], anonymous = true): Promise<TestBroker> {
-  const registry = createRegistry();
-  const metrics = createCoreMetrics(registry);
-  const logger = pino({ level: 'silent' });
   const stored: Reading[] = [];
-  const ingest = new Ingest({
-    limits: DEFAULT_LIMITS,
+  const { broker, registry, url, close } = await startBareBroker({
+    broker: o,
+    users,
+    anonymous,
     outbox: {
       append: async (r) => {
         stored.push(...r);
       },
     },
-    rejects: new RejectLog(10),
-    metrics,
-    logger,
-    rejectLogIntervalMs: 10000,
-    onAccepted: () => undefined,
   });
-  const broker = await Broker.create(
-    { host: '127.0.0.1', port: 0, ws: { enabled: false, host: '127.0.0.1', port: 0 }, tls: { enabled: false, host: '127.0.0.1', port: 0, requireClientCert: false }, maxConnections: 100, connectTimeoutMs: 5000, drainTimeoutMs: 30000, maxInflightPerClient: 100, ...o },
-    { ingest, acl: new MqttAcl(users, anonymous), metrics, logger },
-  );
-  const ports = await broker.listen();
   const metric = async (name: string): Promise<number> => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await registry.metrics());
     if (!m) throw new Error(`${name} missing from /metrics`);
@@ -66,11 +52,11 @@ async function startBroker(o: Partial<BrokerOptions> = {}, users: MqttUser[] = [
   };
   const tb: TestBroker = {
     broker,
-    url: `mqtt://127.0.0.1:${ports.mqtt}`,
+    url,
     stored,
     unrouted: () => metric('smartops_mqtt_publishes_unrouted_total'),
     filters: () => metric('smartops_mqtt_routing_filters'),
-    close: () => broker.close(),
+    close,
   };
   open.push(() => tb.close());
   return tb;

@@ -6,46 +6,25 @@
  */
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
-import { MqttAcl } from '../../gateway/src/auth/mqtt-acl.js';
 import { Broker, type BrokerOptions } from '../../gateway/src/broker/broker.js';
-import { DEFAULT_LIMITS } from '../../gateway/src/contract/reading.js';
-import { Ingest } from '../../gateway/src/ingest/ingest.js';
-import { RejectLog } from '../../gateway/src/ingest/rejects.js';
-import { createCoreMetrics, createRegistry } from '../../gateway/src/obs/metrics.js';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { mqttPackets, rawConnect, sample, scrape } from './helpers.js';
+import { startBareBroker } from '../helpers/broker.js';
 
 const big = Buffer.alloc(64 * 1024, 0x61);
 
 /** A Broker on its own (no gateway), for options the gateway config does not reach. */
 async function startBroker(o: Partial<BrokerOptions>): Promise<{ port: number; scrape(): Promise<Map<string, number>>; close(): Promise<void> }> {
-  const registry = createRegistry();
-  const metrics = createCoreMetrics(registry);
-  const logger = pino({ level: 'silent' });
-  const ingest = new Ingest({
-    limits: DEFAULT_LIMITS,
-    outbox: { append: async () => undefined },
-    rejects: new RejectLog(10),
-    metrics,
-    logger,
-    rejectLogIntervalMs: 10000,
-    onAccepted: () => undefined,
-  });
-  const broker = await Broker.create(
-    { host: '127.0.0.1', port: 0, ws: { enabled: false, host: '127.0.0.1', port: 0 }, tls: { enabled: false, host: '127.0.0.1', port: 0, requireClientCert: false }, maxConnections: 100, connectTimeoutMs: 5000, drainTimeoutMs: 30000, maxInflightPerClient: 100, ...o },
-    { ingest, acl: new MqttAcl([], true), metrics, logger },
-  );
-  const ports = await broker.listen();
+  const { registry, port, close } = await startBareBroker({ broker: o });
   return {
-    port: ports.mqtt,
+    port,
     async scrape() {
       const text = await registry.metrics();
       const out = new Map<string, number>();
       for (const m of text.matchAll(/^(smartops_mqtt_clients_dropped_total)\{reason="([^"]+)"\} (\S+)$/gm)) out.set(`${m[1]}{reason="${m[2]}"}`, Number(m[3]));
       return out;
     },
-    close: () => broker.close(),
+    close,
   };
 }
 
