@@ -248,8 +248,12 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         },
       };
     };
-    const reads = { hits: 0, misses: 0 };
-    const acks = { async: 0, sync: 0, retried: 0 };
+    // The outbox keeps running totals; each scrape adds to a counter what its total grew by since the last.
+    const lastTotals = new Map<string, number>();
+    const addGrowth = (key: string, total: number, inc: (n: number) => void): void => {
+      inc(total - (lastTotals.get(key) ?? 0));
+      lastTotals.set(key, total);
+    };
     const beforeScrape = (): void => {
       const s = outbox.stats();
       metrics.outboxDepth.set(s.depth);
@@ -257,17 +261,12 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       metrics.outboxOldestAgeSeconds.set(s.oldestArrival === null ? 0 : (Date.now() - s.oldestArrival) / 1000);
       const t = outbox.memoryStats();
       metrics.outboxMemoryRows.set(t.rows);
-      metrics.outboxReads.inc({ source: 'memory' }, t.hits - reads.hits);
-      metrics.outboxReads.inc({ source: 'sqlite' }, t.misses - reads.misses);
-      reads.hits = t.hits;
-      reads.misses = t.misses;
+      addGrowth('reads.memory', t.hits, (n) => metrics.outboxReads.inc({ source: 'memory' }, n));
+      addGrowth('reads.sqlite', t.misses, (n) => metrics.outboxReads.inc({ source: 'sqlite' }, n));
       const a = outbox.ackStats();
-      metrics.outboxAcks.inc({ mode: 'posted' }, a.async - acks.async);
-      metrics.outboxAcks.inc({ mode: 'waited' }, a.sync - acks.sync);
-      metrics.outboxAckRetries.inc(a.retried - acks.retried);
-      acks.async = a.async;
-      acks.sync = a.sync;
-      acks.retried = a.retried;
+      addGrowth('acks.posted', a.async, (n) => metrics.outboxAcks.inc({ mode: 'posted' }, n));
+      addGrowth('acks.waited', a.sync, (n) => metrics.outboxAcks.inc({ mode: 'waited' }, n));
+      addGrowth('acks.retried', a.retried, (n) => metrics.outboxAckRetries.inc(n));
     };
     const http = await createHttpServer({
       config: config.http,
