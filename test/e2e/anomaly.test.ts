@@ -68,6 +68,9 @@ interface Baseline {
   phase: 'learning' | 'scoring';
   threshold: number | null;
   metrics: string[];
+  windowMs: number | null;
+  hopMs: number | null;
+  samplingIntervalMs: number | null;
 }
 
 function runStart(now: number): number {
@@ -178,6 +181,10 @@ describeWithInfluxd('e2e: bearing fault -> anomaly alert (MQTT in, HTTP, MQTT ou
     // The healthy twin was scored (not still learning) and never alerted.
     const okBaseline = await api<Baseline>(`/api/v1/machines/${OK}/baseline`);
     expect(okBaseline.body.phase).toBe('scoring');
+    // A simulator reporting every few seconds at most keeps the configured windows; its cadence is shown.
+    expect(okBaseline.body).toMatchObject({ windowMs: 60_000, hopMs: 30_000 });
+    expect(okBaseline.body.samplingIntervalMs).toBeGreaterThan(0);
+    expect(okBaseline.body.samplingIntervalMs).toBeLessThanOrEqual(10_000);
     const okScored = (await windows(OK)).filter((w) => w.phase === 'scoring');
     expect(okScored.length).toBeGreaterThan(200);
     expect(await anomalyAlerts(OK)).toEqual([]);

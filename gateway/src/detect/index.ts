@@ -16,6 +16,7 @@ import type { Reading } from '../contract/reading.js';
 import type { ConditionEvent, Contributor, WindowScore } from '../contract/detection.js';
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
+import { CadenceProbe, windowScale } from './cadence.js';
 import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftCalibration, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
 import { driftContributor, explain, recurrenceContributor } from './explain.js';
@@ -65,6 +66,14 @@ export interface BaselineInfo {
   /** Metrics this machine sent since the baseline was fitted that the baseline does not know (re-learn to include them). */
   unlearnedMetrics: string[];
   modelVersion: string | null;
+  /**
+   * This machine's window length and hop (ms): detection.windowMs and hopMs times a whole multiple chosen
+   * from its sampling interval (cadence.ts); null while its first readings are still being timed.
+   */
+  windowMs: number | null;
+  hopMs: number | null;
+  /** Median interval between the machine's first readings (ms); null while it is measured, or when unknown (learning resumed after a restart, or a baseline fitted before this was recorded). */
+  samplingIntervalMs: number | null;
 }
 
 export interface MachineDetectionStatus {
@@ -114,6 +123,13 @@ export interface Detection {
 interface MachineState {
   id: string;
   windower: MachineWindower | null;
+  /**
+   * Whole multiple of the configured window and hop for this machine (cadence.ts); null until its first
+   * readings have been timed, which `probe` holds back meanwhile.
+   */
+  scale: number | null;
+  probe: CadenceProbe | null;
+  intervalMs: number | null;
   phase: 'learning' | 'scoring';
   /**
    * Learning progress only: the learning windows themselves are in the detection store (written as they
@@ -152,6 +168,8 @@ interface Pending {
 }
 
 const MAX_FITS_PER_FLUSH = 4;
+/** Longest window a machine's cadence can give it (the largest detection.windowMs allowed). */
+const MAX_WINDOW_MS = 3_600_000;
 /**
  * Running statistics are written with the scoring transaction at most once per this much event time per
  * machine (and on close): a crash loses at most these few minutes of a 30 min average, and the store
@@ -205,6 +223,8 @@ class DetectionImpl extends EventEmitter implements Detection {
       const st = this.state(b.machine);
       st.phase = 'scoring';
       st.baseline = b;
+      st.scale = b.windowScale ?? 1;
+      st.intervalMs = b.samplingIntervalMs ?? null;
       st.policy = conditions.get(b.machine) ?? initialPolicyState();
       const mon = monitors.get(b.machine);
       if (mon) {
@@ -226,6 +246,8 @@ class DetectionImpl extends EventEmitter implements Detection {
         continue;
       }
       st.learn = { n: s.n, first: s.first, last: s.last };
+      // The learning windows' own length says which scale they were cut at.
+      st.scale = Math.max(1, Math.round(s.span / this.cfg.windowMs));
     }
   }
 
@@ -241,6 +263,9 @@ class DetectionImpl extends EventEmitter implements Detection {
       st = {
         id: machine,
         windower: null,
+        scale: this.cfg.targetSamplesPerWindow > 0 ? null : 1,
+        probe: null,
+        intervalMs: null,
         phase: 'learning',
         learn: null,
         baseline: null,
@@ -272,22 +297,68 @@ class DetectionImpl extends EventEmitter implements Detection {
         }
         st = this.state(r.machine);
       }
-      if (!st.windower) {
-        st.windower = new MachineWindower(r.machine, {
-          windowMs: this.cfg.windowMs,
-          hopMs: this.cfg.hopMs,
-          latenessMs: this.cfg.latenessMs,
-          minSamples: this.cfg.minSamplesPerWindow,
-        });
-      }
-      const sparse0 = st.windower.sparseWindows;
-      const res = st.windower.push(r.ts, r.metrics, this.emitWindow);
-      if (st.windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, st.windower.sparseWindows - sparse0);
-      this.readingsBy[res].inc();
       st.lastArrival = arrival;
-      if (st.phase === 'scoring') for (const k in r.metrics) st.seenMetrics.add(k);
+      if (st.windower) this.feed(st, st.windower, r);
+      else if (st.scale !== null) this.feed(st, this.startWindows(st), r);
+      else {
+        // Cadence still unknown: hold the reading (bounded by PROBE_MAX_READINGS) until it is.
+        const probe = (st.probe ??= new CadenceProbe());
+        probe.add(r);
+        if (probe.ready) this.endProbe(st);
+      }
     }
     this.schedule();
+  }
+
+  private feed(st: MachineState, windower: MachineWindower, r: Reading): void {
+    const sparse0 = windower.sparseWindows;
+    const res = windower.push(r.ts, r.metrics, this.emitWindow);
+    if (windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, windower.sparseWindows - sparse0);
+    this.readingsBy[res].inc();
+    if (st.phase === 'scoring') for (const k in r.metrics) st.seenMetrics.add(k);
+  }
+
+  private startWindows(st: MachineState): MachineWindower {
+    const scale = st.scale ?? 1;
+    const w = new MachineWindower(st.id, {
+      windowMs: this.cfg.windowMs * scale,
+      hopMs: this.cfg.hopMs * scale,
+      latenessMs: this.cfg.latenessMs,
+      minSamples: this.cfg.minSamplesPerWindow,
+    });
+    st.windower = w;
+    return w;
+  }
+
+  /** Choose the machine's scale from its held readings, then window them in arrival order. */
+  private endProbe(st: MachineState): void {
+    const probe = st.probe;
+    st.probe = null;
+    st.intervalMs = probe ? probe.interval() : null;
+    st.scale = windowScale(st.intervalMs, {
+      windowMs: this.cfg.windowMs,
+      hopMs: this.cfg.hopMs,
+      targetSamples: this.cfg.targetSamplesPerWindow,
+      maxWindowMs: MAX_WINDOW_MS,
+      baselineMs: this.cfg.baseline.durationMs,
+      minWindows: this.cfg.baseline.minWindows,
+    });
+    if (st.scale > 1) {
+      this.deps.logger.info(
+        { machine: st.id, samplingIntervalMs: st.intervalMs, windowMs: this.cfg.windowMs * st.scale, hopMs: this.cfg.hopMs * st.scale },
+        'machine reports less often than detection.windowMs suits: its windows are longer',
+      );
+    }
+    const w = this.startWindows(st);
+    for (const r of probe?.held ?? []) this.feed(st, w, r);
+  }
+
+  private hopOf(st: MachineState): number {
+    return this.cfg.hopMs * (st.scale ?? 1);
+  }
+
+  private windowOf(st: MachineState): number {
+    return this.cfg.windowMs * (st.scale ?? 1);
   }
 
   private enqueue(w: ClosedWindow): void {
@@ -313,7 +384,10 @@ class DetectionImpl extends EventEmitter implements Detection {
     if (this.closed) return;
     const emit = (w: ClosedWindow) => this.enqueue(w);
     for (const st of this.machinesById.values()) {
-      if (st.windower && st.windower.openWindows > 0 && now - st.lastArrival >= this.cfg.idleCloseMs) {
+      // A machine that went quiet while its cadence was timed: window what it sent (scale from what is known).
+      if (st.probe && now - st.lastArrival >= this.cfg.idleCloseMs) this.endProbe(st);
+      // Longer windows wait longer: a machine reporting every few minutes is not idle between two readings.
+      if (st.windower && st.windower.openWindows > 0 && now - st.lastArrival >= this.cfg.idleCloseMs * (st.scale ?? 1)) {
         const sparse0 = st.windower.sparseWindows;
         st.windower.closeAll(emit);
         if (st.windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, st.windower.sparseWindows - sparse0);
@@ -420,7 +494,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         let drift: ReturnType<typeof driftValue> | null = null;
         let driftTc = 0;
         if (this.cfg.drift.enabled && r.resid) {
-          const missed = t.st.monitorEnd !== null ? Math.round((t.w.end - t.st.monitorEnd) / this.cfg.hopMs) - 1 : 0;
+          const missed = t.st.monitorEnd !== null ? Math.round((t.w.end - t.st.monitorEnd) / this.hopOf(t.st)) - 1 : 0;
           if (b.drift && b.drift.sigma.length === r.resid.length) {
             t.st.drift = advanceDrift(t.st.drift, b.drift, r.resid, missed);
             drift = driftValue(t.st.drift, b.drift.sigma);
@@ -517,8 +591,8 @@ class DetectionImpl extends EventEmitter implements Detection {
    * length, so with shorter slots one event fills consecutive slots and the count no longer measures
    * recurrence (a short baseline caps the horizon, e.g. a few hundred seconds of recorded data).
    */
-  private recurrenceSlotsFit(): boolean {
-    return this.recurrenceHorizonMs() / this.cfg.recurrence.slots >= 2 * this.cfg.windowMs;
+  private recurrenceSlotsFit(windowMs: number): boolean {
+    return this.recurrenceHorizonMs() / this.cfg.recurrence.slots >= 2 * windowMs;
   }
 
   private fitOptions() {
@@ -574,14 +648,14 @@ class DetectionImpl extends EventEmitter implements Detection {
       if ((this.cfg.drift.enabled || this.cfg.recurrence.enabled) && this.model.hasResiduals) {
         const ordered = series.filter((x): x is Float64Array => x !== undefined);
         if (this.cfg.drift.enabled && ordered.length > 0) {
-          const lambda = driftLambda(this.cfg.hopMs, this.driftTimeConstantMs());
+          const lambda = driftLambda(this.hopOf(st), this.driftTimeConstantMs());
           drift = calibrateDrift(ordered, keys.length, lambda, this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
           const slowTc = this.slowDriftTimeConstantMs();
-          if (slowTc > 0) driftSlow = calibrateDrift(ordered, keys.length, driftLambda(this.cfg.hopMs, slowTc), this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
+          if (slowTc > 0) driftSlow = calibrateDrift(ordered, keys.length, driftLambda(this.hopOf(st), slowTc), this.cfg.drift.clip, this.cfg.windowMs / this.cfg.hopMs);
         }
-        if (this.cfg.recurrence.enabled && ordered.length > 0 && this.recurrenceSlotsFit()) {
+        if (this.cfg.recurrence.enabled && ordered.length > 0 && this.recurrenceSlotsFit(this.windowOf(st))) {
           const rcfg = this.cfg.recurrence;
-          recurrence = calibrateRecurrence(ordered, keys.length, { level: rcfg.level, horizonMs: this.recurrenceHorizonMs(), slots: rcfg.slots, hopMs: this.cfg.hopMs, budget: rcfg.falseAlertsPerWeek, lambda: driftLambda(this.cfg.hopMs, this.driftTimeConstantMs()), clip: this.cfg.drift.clip });
+          recurrence = calibrateRecurrence(ordered, keys.length, { level: rcfg.level, horizonMs: this.recurrenceHorizonMs(), slots: rcfg.slots, hopMs: this.hopOf(st), budget: rcfg.falseAlertsPerWeek, lambda: driftLambda(this.hopOf(st), this.driftTimeConstantMs()), clip: this.cfg.drift.clip });
         }
       }
       const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
@@ -599,6 +673,8 @@ class DetectionImpl extends EventEmitter implements Detection {
         to: last.end,
         fittedAt: this.now(),
         metrics,
+        windowScale: st.scale ?? 1,
+        ...(st.intervalMs !== null ? { samplingIntervalMs: st.intervalMs } : {}),
         ...(drift ? { drift } : {}),
         ...(driftSlow ? { driftSlow } : {}),
         ...(recurrence ? { recurrence } : {}),
@@ -703,6 +779,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         rareStates: b.rare?.z.length ?? 0,
         unlearnedMetrics: [...st.seenMetrics].filter((m) => !b.metrics.includes(m)).sort(),
         modelVersion: b.modelVersion,
+        ...this.cadenceInfo(st),
       };
     }
     const l = st.learn;
@@ -725,7 +802,13 @@ class DetectionImpl extends EventEmitter implements Detection {
       rareStates: 0,
       unlearnedMetrics: [],
       modelVersion: null,
+      ...this.cadenceInfo(st),
     };
+  }
+
+  private cadenceInfo(st: MachineState): Pick<BaselineInfo, 'windowMs' | 'hopMs' | 'samplingIntervalMs'> {
+    if (st.scale === null) return { windowMs: null, hopMs: null, samplingIntervalMs: null };
+    return { windowMs: this.windowOf(st), hopMs: this.hopOf(st), samplingIntervalMs: st.intervalMs };
   }
 
   resetBaseline(machine: string): BaselineInfo {
@@ -741,6 +824,12 @@ class DetectionImpl extends EventEmitter implements Detection {
     st.baseline = null;
     st.phase = 'learning';
     st.learn = null;
+    // Re-learning times the machine's cadence again too (a PLC reconfigured during maintenance); the open
+    // windows of the old baseline's cadence are given up (they would only have been learning windows).
+    st.windower = null;
+    st.probe = null;
+    st.scale = this.cfg.targetSamplesPerWindow > 0 ? null : 1;
+    st.intervalMs = null;
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
     forgetRunning(st);
@@ -917,6 +1006,9 @@ export async function createDetection(config: DetectionConfig, deps: DetectionDe
   }
   const cfg = parsed.data;
   if (cfg.hopMs > cfg.windowMs) throw new DetectError('DETECT_CONFIG_INVALID', `detection.hopMs (${cfg.hopMs}) must not exceed detection.windowMs (${cfg.windowMs})`);
+  if (cfg.targetSamplesPerWindow > 0 && cfg.targetSamplesPerWindow < cfg.minSamplesPerWindow) {
+    throw new DetectError('DETECT_CONFIG_INVALID', `detection.targetSamplesPerWindow (${cfg.targetSamplesPerWindow}) must be 0 or at least detection.minSamplesPerWindow (${cfg.minSamplesPerWindow}): windows sized for fewer readings would not be scored`);
+  }
   if (cfg.policy.k > cfg.policy.n) throw new DetectError('DETECT_CONFIG_INVALID', `detection.policy.k (${cfg.policy.k}) must not exceed detection.policy.n (${cfg.policy.n})`);
   const manifestPath = cfg.model.manifest || builtinManifestPath();
   const model = await ScoringModel.load(manifestPath, { maxBatchFloats: cfg.model.maxBatchFloats });

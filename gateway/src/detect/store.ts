@@ -28,6 +28,10 @@ export const fittedBaselineSchema = z.object({
   to: z.number(),
   fittedAt: z.number(),
   metrics: z.array(z.string()),
+  /** Window and hop as multiples of detection.windowMs / hopMs (cadence.ts); absent before it existed = 1. */
+  windowScale: z.number().int().min(1).optional(),
+  /** Median interval of the machine's first readings (ms), when it was measured. */
+  samplingIntervalMs: z.number().positive().optional(),
   /** Absent in baselines fitted before the drift statistic existed (drift then stays off for that machine). */
   drift: z.object({ sigma: z.array(z.number()), lambda: z.number(), clip: z.number(), baselineMax: z.number() }).optional(),
   /** The slow drift average's calibration; absent before it existed, or when the baseline is too short for it. */
@@ -135,7 +139,7 @@ export class DetectionStore {
     this.st = {
       putLearning: db.prepare('INSERT OR REPLACE INTO learning (machine, window_start, window_end, row) VALUES (?, ?, ?, ?)'),
       getLearning: db.prepare('SELECT window_start, window_end, row FROM learning WHERE machine = ? ORDER BY window_start'),
-      countLearning: db.prepare('SELECT machine, COUNT(*) AS n, MIN(window_start) AS first, MAX(window_end) AS last FROM learning GROUP BY machine'),
+      countLearning: db.prepare('SELECT machine, COUNT(*) AS n, MIN(window_start) AS first, MAX(window_end) AS last, MIN(window_end - window_start) AS span FROM learning GROUP BY machine'),
       delLearning: db.prepare('DELETE FROM learning WHERE machine = ?'),
       putBaseline: db.prepare('INSERT OR REPLACE INTO baselines (machine, body) VALUES (?, ?)'),
       getBaselines: db.prepare('SELECT machine, body FROM baselines'),
@@ -173,8 +177,9 @@ export class DetectionStore {
     return out;
   }
 
-  learningSummary(): Array<{ machine: string; n: number; first: number; last: number }> {
-    return this.st.countLearning.all() as Array<{ machine: string; n: number; first: number; last: number }>;
+  /** Per machine learning: window count, event-time span, and the length of its windows (`span`, ms). */
+  learningSummary(): Array<{ machine: string; n: number; first: number; last: number; span: number }> {
+    return this.st.countLearning.all() as Array<{ machine: string; n: number; first: number; last: number; span: number }>;
   }
 
   clearLearning(machine: string): void {

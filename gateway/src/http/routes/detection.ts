@@ -28,6 +28,9 @@ const baselineSchema = z.object({
   rareStates: z.number().describe('Rare states kept from the baseline (windows of runs that would have alerted in the baseline itself); a later window close to one is not counted above the threshold.'),
   unlearnedMetrics: z.array(z.string()),
   modelVersion: z.string().nullable(),
+  windowMs: z.number().nullable().describe('This machine\'s window length (ms): detection.windowMs, or a whole multiple of it for a machine that reports rarely (detection.targetSamplesPerWindow); null while its first readings are being timed.'),
+  hopMs: z.number().nullable().describe('This machine\'s hop (ms), scaled like windowMs.'),
+  samplingIntervalMs: z.number().nullable().describe('Median interval between the machine\'s first readings (ms); null while measured or when not known.'),
 });
 
 /** Finite numbers only: JSON cannot carry NaN/Infinity, and a score API must not invent zeros. */
