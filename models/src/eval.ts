@@ -258,13 +258,20 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       healthy.push({ seed, kind, alerts: opens.length, updates: (alerting.notices.get(id) ?? []).filter((n) => n.how !== 'opened').length, scoredMs: from !== undefined && to !== undefined ? to - from : 0, texts: opens.map((a) => `${new Date(a.raisedAt).toISOString()} ${a.event.message}`) });
     }
     const info = det.modelInfo();
+    // Each machine's own window length (cadence.ts: longer windows for machines that report rarely).
+    const windowLens = new Map<string, number>();
+    for (const sp of specs) {
+      const w = det.baseline(sp.id)?.windowMs;
+      const key = w ? `${w / 1000} s` : 'not timed';
+      windowLens.set(key, (windowLens.get(key) ?? 0) + 1);
+    }
     await det.close();
     await alerting.close();
     // The engine opens exactly one alert per condition opened (one open alert per machine and kind).
     const condOpens = [...tr.opens.values()].reduce((a, l) => a + l.length, 0);
     if (alerting.opened() !== condOpens) console.error(`seed ${seed}: WARNING the alert engine opened ${alerting.opened()} alerts for ${condOpens} conditions`);
     rmSync(dir, { recursive: true, force: true });
-    console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
+    console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), windows ${[...windowLens].map(([k, n]) => `${k} x${n}`).join(', ')}, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
   }
   // Per fault type.
   console.log(`\nDetection config: window ${cfg.windowMs / 1000}s hop ${cfg.hopMs / 1000}s, baseline ${cfg.baseline.durationMs / H} h, features ${cfg.baseline.features.join('+')}, threshold q${cfg.threshold.quantile} x${cfg.threshold.margin} (min ${cfg.threshold.minThreshold}), k-of-n ${cfg.policy.k}/${cfg.policy.n}; simulator step ${o.stepMs} ms, ${o.seeds} seeds\n`);
