@@ -39,7 +39,9 @@ describe('sampling cadence -> window scale (unit)', () => {
   it('picks the smallest whole multiple that holds targetSamples readings, within the caps', () => {
     expect(windowScale(1_000, limits)).toBe(1);
     expect(windowScale(10_000, limits)).toBe(1); // 6 readings in 60 s already
-    expect(windowScale(10_001, limits)).toBe(2);
+    expect(windowScale(10_400, limits)).toBe(1); // 5.8 readings: within the tolerance
+    expect(windowScale(10_600, limits)).toBe(2);
+    expect(windowScale(30_030, limits)).toBe(3); // "every 30 s" on a slightly slow clock
     expect(windowScale(15_000, limits)).toBe(2);
     expect(windowScale(30_000, limits)).toBe(3);
     expect(windowScale(60_000, limits)).toBe(6);

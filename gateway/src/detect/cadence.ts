@@ -44,12 +44,19 @@ export function medianInterval(timestamps: readonly number[]): number | null {
 }
 
 /**
- * Smallest whole multiple m of the configured window with m x windowMs >= targetSamples x interval,
- * capped so a window stays within maxWindowMs and the baseline period still holds minWindows hops.
+ * A clock a few per mille slow (a PLC "every 30 s" that is 30.03 s apart) must not take the next multiple:
+ * the target is met within this share.
+ */
+const INTERVAL_TOLERANCE = 0.05;
+
+/**
+ * Smallest whole multiple m of the configured window with m x windowMs >= targetSamples x interval
+ * (within INTERVAL_TOLERANCE), capped so a window stays within maxWindowMs and the baseline period still
+ * holds minWindows hops.
  */
 export function windowScale(intervalMs: number | null, l: ScaleLimits): number {
   if (intervalMs === null || !(intervalMs > 0) || l.targetSamples <= 0) return 1;
-  const want = Math.ceil((l.targetSamples * intervalMs) / l.windowMs - 1e-9);
+  const want = Math.ceil(((1 - INTERVAL_TOLERANCE) * l.targetSamples * intervalMs) / l.windowMs - 1e-9);
   const cap = Math.max(1, Math.min(Math.floor(l.maxWindowMs / l.windowMs), Math.floor(l.baselineMs / (l.minWindows * l.hopMs))));
   return Math.max(1, Math.min(want, cap));
 }

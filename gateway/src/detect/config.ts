@@ -22,7 +22,7 @@ export const detectionConfigSchema = z
       .describe('Windows with fewer readings are not scored (counted as sparse).'),
     targetSamplesPerWindow: z
       .number().int().min(0).max(1000).default(6)
-      .describe('A machine that reports so rarely that a windowMs window would hold fewer readings than this gets windows (and hops) a whole multiple of windowMs (hopMs) long, the smallest that holds this many: measured from the median interval of its first 9 readings, before it starts learning, and kept with its baseline (GET /api/v1/machines/:id/baseline shows windowMs, hopMs, samplingIntervalMs). At most 1 h, and short enough that the baseline period holds baseline.minWindows hops. 0 = every machine uses windowMs and hopMs as they are. Must be 0 or at least minSamplesPerWindow.'),
+      .describe('A machine that reports so rarely that a windowMs window would hold fewer readings than this gets windows (and hops) a whole multiple of windowMs (hopMs) long, the smallest that holds this many (within 5 %, so a slightly slow clock does not take the next multiple): measured from the median interval of its first 9 readings, before it starts learning, and kept with its baseline (GET /api/v1/machines/:id/baseline shows windowMs, hopMs, samplingIntervalMs). At most 1 h, and short enough that the baseline period holds baseline.minWindows hops. 0 = every machine uses windowMs and hopMs as they are. Must be 0 or at least minSamplesPerWindow.'),
     idleCloseMs: z
       .number().int().min(1000).default(120_000)
       .describe('When a machine has sent nothing for this long (gateway clock, ms), its open windows are closed and scored with what they have.'),
