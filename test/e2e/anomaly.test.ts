@@ -71,6 +71,7 @@ interface Baseline {
   windowMs: number | null;
   hopMs: number | null;
   samplingIntervalMs: number | null;
+  counters: string[];
 }
 
 function runStart(now: number): number {
@@ -182,7 +183,7 @@ describeWithInfluxd('e2e: bearing fault -> anomaly alert (MQTT in, HTTP, MQTT ou
     const okBaseline = await api<Baseline>(`/api/v1/machines/${OK}/baseline`);
     expect(okBaseline.body.phase).toBe('scoring');
     // A simulator reporting every few seconds at most keeps the configured windows; its cadence is shown.
-    expect(okBaseline.body).toMatchObject({ windowMs: 60_000, hopMs: 30_000 });
+    expect(okBaseline.body).toMatchObject({ windowMs: 60_000, hopMs: 30_000, counters: [] });
     expect(okBaseline.body.samplingIntervalMs).toBeGreaterThan(0);
     expect(okBaseline.body.samplingIntervalMs).toBeLessThanOrEqual(10_000);
     const okScored = (await windows(OK)).filter((w) => w.phase === 'scoring');

@@ -16,6 +16,7 @@
  */
 import type { FeatureName, FeatureValues } from './features.js';
 import { featureKey, parseFeatureKey } from './features.js';
+import { counterFeatures } from './counters.js';
 import { invertSpd, logDetSpd } from './linalg.js';
 
 export interface ModeParams {
@@ -48,10 +49,10 @@ export type FeatureRow = Map<string, FeatureValues>;
 
 /**
  * Metrics that appear in at least `presence` of the baseline windows, sorted by name, crossed with the
- * model's per-metric features in the manifest's order. Sorting makes the order reproducible across
+ * model's per-metric features in the manifest's order (for a counter, its rate in place of level features). Sorting makes the order reproducible across
  * restarts regardless of the order metrics first arrived in.
  */
-export function selectFeatureKeys(rows: readonly FeatureRow[], featureSet: readonly FeatureName[], presence = 0.5, maxFeatures = Infinity): string[] {
+export function selectFeatureKeys(rows: readonly FeatureRow[], featureSet: readonly FeatureName[], presence = 0.5, maxFeatures = Infinity, counters: ReadonlySet<string> = new Set()): string[] {
   const counts = new Map<string, number>();
   for (const r of rows) for (const m of r.keys()) counts.set(m, (counts.get(m) ?? 0) + 1);
   const metrics = [...counts.entries()]
@@ -59,9 +60,12 @@ export function selectFeatureKeys(rows: readonly FeatureRow[], featureSet: reado
     .map(([m]) => m)
     .sort();
   const keys: string[] = [];
+  const forCounter = counterFeatures(featureSet);
   for (const m of metrics) {
-    if (keys.length + featureSet.length > maxFeatures) break;
-    for (const f of featureSet) keys.push(featureKey(m, f));
+    // A counter (counters.ts) is modelled by its rate, not by a level that grows for ever.
+    const set = counters.has(m) ? forCounter : featureSet;
+    if (keys.length + set.length > maxFeatures) break;
+    for (const f of set) keys.push(featureKey(m, f));
   }
   return keys;
 }

@@ -37,6 +37,9 @@ export const detectionConfigSchema = z
         features: z
           .array(z.enum(FEATURE_NAMES)).min(1).default(['mean', 'logstd', 'presence'])
           .describe('Per-metric window features the built-in model uses (a bring-your-own model with a fixed feature order ignores this). Available: mean, std, logstd, min, max, rms, slope, kurtosis, crest, presence.'),
+        counters: z
+          .boolean().default(true)
+          .describe('Model a metric that only counts up during the baseline (parts made, cycles, kWh, operating hours; resets allowed) by its rate (slope) instead of its level, which grows for ever and would keep an anomaly open after any baseline. GET /api/v1/machines/:id/baseline lists them in counters. false = every metric by its level.'),
         maxFeatures: z
           .number().int().min(1).max(1024).default(192)
           .describe('Cap on model features per machine (metrics x features); metrics beyond it (in name order) are not modelled.'),

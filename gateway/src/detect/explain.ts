@@ -88,13 +88,15 @@ export function explain(x: Float64Array, p: ModelParams, contrib: Float64Array |
       const s = scale[i] as number;
       const zRaw = s > 0 ? (value - base) / s : zi;
       const sign = zRaw >= 0 ? '+' : '-';
+      // A slope per minute: a counter's rate (counters.ts) reads as "parts per minute".
+      const what = feature === 'slope' ? `${metric} rate ${fmt(value * 60)}/min vs baseline ${fmt(base * 60)}/min` : `${metric} ${feature} ${fmt(value)} vs baseline ${fmt(base)}`;
       out.push({
         metric,
         feature,
         value,
         baseline: base,
         ratio: Number(zRaw.toFixed(2)),
-        text: `${metric} ${feature} ${fmt(value)} vs baseline ${fmt(base)} (${sign}${fmt(Math.abs(zRaw))} sd)`,
+        text: `${what} (${sign}${fmt(Math.abs(zRaw))} sd)`,
       });
     }
   }

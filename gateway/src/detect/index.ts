@@ -17,6 +17,7 @@ import type { ConditionEvent, Contributor, WindowScore } from '../contract/detec
 import { blockFolds, fitParams, selectFeatureKeys, vectorize, type ModelParams } from './baseline.js';
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
 import { CadenceProbe, windowScale } from './cadence.js';
+import { counterMetrics } from './counters.js';
 import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftCalibration, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
 import { driftContributor, explain, recurrenceContributor } from './explain.js';
@@ -58,6 +59,8 @@ export interface BaselineInfo {
   threshold: number | null;
   /** Metrics in the fitted baseline. */
   metrics: string[];
+  /** Of those, the ones that only count up (parts, cycles, kWh): modelled by their rate (counters.ts). */
+  counters: string[];
   /** Model features, in model input order. */
   features: string[];
   modes: number;
@@ -605,7 +608,8 @@ class DetectionImpl extends EventEmitter implements Detection {
     const man = this.model.manifest;
     const learnt = this.store.learningWindows(st.id);
     const rows = learnt.map((r) => r.row);
-    const keys = man.layout === 'fixed' ? [...(man.featureOrder as string[])] : selectFeatureKeys(rows, this.cfg.baseline.features, 0.5, this.cfg.baseline.maxFeatures);
+    const counters = man.layout === 'fixed' || !this.cfg.baseline.counters ? new Set<string>() : counterMetrics(rows);
+    const keys = man.layout === 'fixed' ? [...(man.featureOrder as string[])] : selectFeatureKeys(rows, this.cfg.baseline.features, 0.5, this.cfg.baseline.maxFeatures, counters);
     try {
       if (keys.length === 0) throw new Error('no metric was present in at least half of the baseline windows');
       const vectors = rows.map((r) => vectorize(r, keys));
@@ -659,6 +663,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         }
       }
       const metrics = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf(':'))))];
+      const counted = metrics.filter((m) => counters.has(m));
       const first = learnt[0] as { start: number };
       const last = learnt[learnt.length - 1] as { end: number };
       const b: FittedBaseline = {
@@ -674,6 +679,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         fittedAt: this.now(),
         metrics,
         windowScale: st.scale ?? 1,
+        ...(counted.length > 0 ? { counters: counted } : {}),
         ...(st.intervalMs !== null ? { samplingIntervalMs: st.intervalMs } : {}),
         ...(drift ? { drift } : {}),
         ...(driftSlow ? { driftSlow } : {}),
@@ -692,7 +698,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       forgetRunning(st);
       this.m.baselinesFitted.inc();
       this.deps.logger.info(
-        { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)) },
+        { machine: st.id, windows: b.windows, features: keys.length, modes: params.modes.length, threshold: Number(threshold.toFixed(3)), ...(counted.length > 0 ? { counters: counted } : {}) },
         'baseline learnt; machine is now scored',
       );
     } catch (e) {
@@ -774,6 +780,7 @@ class DetectionImpl extends EventEmitter implements Detection {
         fittedAt: b.fittedAt,
         threshold: b.threshold,
         metrics: b.metrics,
+        counters: b.counters ?? [],
         features: b.params.featureKeys,
         modes: b.params.modes.length,
         rareStates: b.rare?.z.length ?? 0,
@@ -797,6 +804,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       fittedAt: null,
       threshold: null,
       metrics: [],
+      counters: [],
       features: [],
       modes: 0,
       rareStates: 0,

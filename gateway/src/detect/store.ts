@@ -28,6 +28,8 @@ export const fittedBaselineSchema = z.object({
   to: z.number(),
   fittedAt: z.number(),
   metrics: z.array(z.string()),
+  /** Metrics modelled as counters (by their rate); absent = none. */
+  counters: z.array(z.string()).optional(),
   /** Window and hop as multiples of detection.windowMs / hopMs (cadence.ts); absent before it existed = 1. */
   windowScale: z.number().int().min(1).optional(),
   /** Median interval of the machine's first readings (ms), when it was measured. */

@@ -23,6 +23,7 @@ const baselineSchema = z.object({
   fittedAt: z.number().nullable(),
   threshold: z.number().nullable(),
   metrics: z.array(z.string()),
+  counters: z.array(z.string()).describe('Metrics that only counted up during the baseline (parts, cycles, kWh): modelled by their rate, not their level.'),
   features: z.array(z.string()),
   modes: z.number(),
   rareStates: z.number().describe('Rare states kept from the baseline (windows of runs that would have alerted in the baseline itself); a later window close to one is not counted above the threshold.'),
