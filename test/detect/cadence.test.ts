@@ -101,6 +101,7 @@ describe('Detection: machines that report rarely', () => {
     expect(learning.length).toBeGreaterThanOrEqual(30);
     expect(learning.every((s) => s.windowEnd - s.windowStart === 30_000 && s.windowStart % 15_000 === 0)).toBe(true);
     expect(await metric(registry, /smartops_detect_windows_total\{result="sparse"\} (\d+)/)).toBe(0);
+    expect(det.baseline('slow')?.sparseWindows).toBe(0);
     // none of the held readings was lost: all 409 were windowed
     expect(await metric(registry, /smartops_detect_readings_total\{result="accepted"\} (\d+)/)).toBe(409);
     det.push(gen(120));
@@ -120,6 +121,7 @@ describe('Detection: machines that report rarely', () => {
     det.push(gen(409));
     await det.flush();
     expect(det.baseline('slow')).toMatchObject({ phase: 'learning', windows: 0, progress: 0, windowMs: 10_000 });
+    expect(det.baseline('slow')?.sparseWindows).toBeGreaterThan(400);
     expect(scores).toHaveLength(0);
     expect(await metric(registry, /smartops_detect_windows_total\{result="sparse"\} (\d+)/)).toBeGreaterThan(400);
     await det.close();

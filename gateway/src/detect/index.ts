@@ -77,6 +77,11 @@ export interface BaselineInfo {
   hopMs: number | null;
   /** Median interval between the machine's first readings (ms); null while it is measured, or when unknown (learning resumed after a restart, or a baseline fitted before this was recorded). */
   samplingIntervalMs: number | null;
+  /**
+   * Windows since start-up (or the last reset) with fewer than minSamplesPerWindow readings: neither learnt
+   * from nor scored. Many of them = the machine reports less often than its windows need (reset the baseline to time it again).
+   */
+  sparseWindows: number;
 }
 
 export interface MachineDetectionStatus {
@@ -814,9 +819,10 @@ class DetectionImpl extends EventEmitter implements Detection {
     };
   }
 
-  private cadenceInfo(st: MachineState): Pick<BaselineInfo, 'windowMs' | 'hopMs' | 'samplingIntervalMs'> {
-    if (st.scale === null) return { windowMs: null, hopMs: null, samplingIntervalMs: null };
-    return { windowMs: this.windowOf(st), hopMs: this.hopOf(st), samplingIntervalMs: st.intervalMs };
+  private cadenceInfo(st: MachineState): Pick<BaselineInfo, 'windowMs' | 'hopMs' | 'samplingIntervalMs' | 'sparseWindows'> {
+    const sparseWindows = st.windower?.sparseWindows ?? 0;
+    if (st.scale === null) return { windowMs: null, hopMs: null, samplingIntervalMs: null, sparseWindows };
+    return { windowMs: this.windowOf(st), hopMs: this.hopOf(st), samplingIntervalMs: st.intervalMs, sparseWindows };
   }
 
   resetBaseline(machine: string): BaselineInfo {

@@ -32,6 +32,7 @@ const baselineSchema = z.object({
   windowMs: z.number().nullable().describe('This machine\'s window length (ms): detection.windowMs, or a whole multiple of it for a machine that reports rarely (detection.targetSamplesPerWindow); null while its first readings are being timed.'),
   hopMs: z.number().nullable().describe('This machine\'s hop (ms), scaled like windowMs.'),
   samplingIntervalMs: z.number().nullable().describe('Median interval between the machine\'s first readings (ms); null while measured or when not known.'),
+  sparseWindows: z.number().describe('Windows since start-up or the last reset with fewer than detection.minSamplesPerWindow readings (neither learnt nor scored); many = the machine reports less often than its windows need.'),
 });
 
 /** Finite numbers only: JSON cannot carry NaN/Infinity, and a score API must not invent zeros. */
