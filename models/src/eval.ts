@@ -182,6 +182,33 @@ interface FaultRun {
  * healthy machine gives: no method can detect it. Replays the machine alone with and without the fault (the
  * simulator makes a machine independent of the rest of its fleet and of its faults until onset).
  */
+/**
+ * --deadband: the machines report by exception (as Sparkplug and many PLC gateways do): a metric is sent
+ * only when it moved by at least `fraction` of its last sent value since it was last sent, and a reading
+ * with no such metric is not sent. Observability and labels still come from the full readings.
+ */
+function reportByException(fraction: number): (readings: Reading[]) => Reading[] {
+  const sent = new Map<string, Map<string, number>>();
+  return (readings) => {
+    const out: Reading[] = [];
+    for (const r of readings) {
+      let last = sent.get(r.machine);
+      if (!last) sent.set(r.machine, (last = new Map()));
+      const metrics: Record<string, number> = {};
+      let any = false;
+      for (const [k, v] of Object.entries(r.metrics)) {
+        const prev = last.get(k);
+        if (prev !== undefined && Math.abs(v - prev) < fraction * Math.max(Math.abs(prev), 1e-6)) continue;
+        last.set(k, v);
+        metrics[k] = v;
+        any = true;
+      }
+      if (any) out.push({ ...r, metrics });
+    }
+    return out;
+  };
+}
+
 function observable(seed: number, startTs: number, stepMs: number, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): boolean {
   const a = createFleet({ machines: [spec], seed, startTs, stepMs, faults: [fault] });
   const b = createFleet({ machines: [spec], seed, startTs, stepMs });
@@ -194,7 +221,7 @@ function observable(seed: number, startTs: number, stepMs: number, spec: Machine
   return false;
 }
 
-async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null }): Promise<void> {
+async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number }): Promise<void> {
   const cfg = configFrom(o.sets);
   const logger = pino({ level: 'warn' });
   const runs: FaultRun[] = [];
@@ -227,10 +254,17 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     const failureOf = new Map(fleet.labels.map((l) => [l.machine, l.failureTs]));
     const flushEvery = Math.max(1, Math.round((10 * 60_000) / o.stepMs));
     let steps = 0;
+    const rbe = o.deadband > 0 ? reportByException(o.deadband) : null;
+    let offered = 0;
+    let sent = 0;
     while (fleet.nextTs < endTs) {
       const batch = fleet.step() as Reading[];
       // After failure a machine is tripped; stop feeding it (nothing more to learn from it here).
-      det.push(batch.filter((r) => r.ts <= (failureOf.get(r.machine) ?? Infinity)));
+      const live = batch.filter((r) => r.ts <= (failureOf.get(r.machine) ?? Infinity));
+      const out = rbe ? rbe(live) : live;
+      for (const r of live) offered += Object.keys(r.metrics).length;
+      for (const r of out) sent += Object.keys(r.metrics).length;
+      det.push(out);
       if (++steps % flushEvery === 0) await det.flush();
     }
     await det.flush();
@@ -271,7 +305,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     const condOpens = [...tr.opens.values()].reduce((a, l) => a + l.length, 0);
     if (alerting.opened() !== condOpens) console.error(`seed ${seed}: WARNING the alert engine opened ${alerting.opened()} alerts for ${condOpens} conditions`);
     rmSync(dir, { recursive: true, force: true });
-    console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), windows ${[...windowLens].map(([k, n]) => `${k} x${n}`).join(', ')}, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
+    console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), windows ${[...windowLens].map(([k, n]) => `${k} x${n}`).join(', ')}${rbe ? `, report by exception: ${((100 * sent) / Math.max(1, offered)).toFixed(1)} % of values sent` : ''}, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
   }
   // Per fault type.
   console.log(`\nDetection config: window ${cfg.windowMs / 1000}s hop ${cfg.hopMs / 1000}s, baseline ${cfg.baseline.durationMs / H} h, features ${cfg.baseline.features.join('+')}, threshold q${cfg.threshold.quantile} x${cfg.threshold.margin} (min ${cfg.threshold.minThreshold}), k-of-n ${cfg.policy.k}/${cfg.policy.n}; simulator step ${o.stepMs} ms, ${o.seeds} seeds\n`);
@@ -426,6 +460,7 @@ async function main(): Promise<void> {
       'label-column': { type: 'string', default: 'anomaly' },
       exclude: { type: 'string', multiple: true, default: [] },
       'train-rows': { type: 'string', default: '400' },
+      deadband: { type: 'string', default: '0' },
     },
   });
   const sets = values.set ?? [];
@@ -435,7 +470,7 @@ async function main(): Promise<void> {
   }
   const faults = values.faults ? values.faults.split(',').map((f) => f.trim()) : null;
   for (const f of faults ?? []) if (!(f in FAULTS)) throw new Error(`--faults: unknown fault type "${f}" (known: ${Object.keys(FAULTS).join(', ')})`);
-  await simEval({ faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false });
+  await simEval({ faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false, deadband: Number(values.deadband) });
 }
 
 main().catch((e: unknown) => {

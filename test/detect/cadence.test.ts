@@ -154,8 +154,8 @@ describe('Detection: machines that report rarely', () => {
     expect(s.det.baseline('slow')).toMatchObject({ phase: 'learning', windowMs: 30_000 });
     await s.det.close();
     s = await start(d);
-    // learning resumed: the scale comes from the stored windows' length (the interval itself is not stored)
-    expect(s.det.baseline('slow')).toMatchObject({ phase: 'learning', windowMs: 30_000, hopMs: 15_000, samplingIntervalMs: null });
+    // learning resumed with the cadence it was timed at
+    expect(s.det.baseline('slow')).toMatchObject({ phase: 'learning', windowMs: 30_000, hopMs: 15_000, samplingIntervalMs: 5_000, reportByException: false });
     s.det.push(gen(300));
     await s.det.flush();
     expect(s.det.baseline('slow')).toMatchObject({ phase: 'scoring', windowMs: 30_000 });

@@ -61,14 +61,23 @@ export function windowScale(intervalMs: number | null, l: ScaleLimits): number {
   return Math.max(1, Math.min(want, cap));
 }
 
+/**
+ * Below this mean share of the machine's metrics per distinct event time, it reports by exception (hold.ts).
+ * A periodic publisher carries every metric at every time (one message per metric at the same time
+ * counts as one time); one channel dropping out leaves 6 of 7 (0.86).
+ */
+export const PARTIAL_SHARE = 0.75;
+
 /** The readings of one machine held back while its cadence is measured. */
 export class CadenceProbe {
   readonly held: Reading[] = [];
-  private readonly times = new Set<number>();
+  private readonly times = new Map<number, Set<string>>();
 
   add(r: Reading): void {
     this.held.push(r);
-    this.times.add(r.ts);
+    let set = this.times.get(r.ts);
+    if (!set) this.times.set(r.ts, (set = new Set()));
+    for (const k in r.metrics) set.add(k);
   }
 
   /** Enough to choose: PROBE_INTERVALS intervals seen, or the hold is full. */
@@ -77,6 +86,16 @@ export class CadenceProbe {
   }
 
   interval(): number | null {
-    return medianInterval([...this.times]);
+    return medianInterval([...this.times.keys()]);
+  }
+
+  /** The readings carry only some of the machine's metrics each (report by exception). */
+  partial(): boolean {
+    const all = new Set<string>();
+    for (const set of this.times.values()) for (const k of set) all.add(k);
+    if (all.size < 2 || this.times.size < 2) return false;
+    let share = 0;
+    for (const set of this.times.values()) share += set.size / all.size;
+    return share / this.times.size < PARTIAL_SHARE;
   }
 }

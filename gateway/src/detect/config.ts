@@ -23,6 +23,9 @@ export const detectionConfigSchema = z
     targetSamplesPerWindow: z
       .number().int().min(0).max(1000).default(6)
       .describe('A machine that reports so rarely that a windowMs window would hold fewer readings than this gets windows (and hops) a whole multiple of windowMs (hopMs) long, the smallest that holds this many (within 5 %, so a slightly slow clock does not take the next multiple): measured from the median interval of its first 9 readings, before it starts learning, and kept with its baseline (GET /api/v1/machines/:id/baseline shows windowMs, hopMs, samplingIntervalMs). At most 1 h, and short enough that the baseline period holds baseline.minWindows hops. 0 = every machine uses windowMs and hopMs as they are. Must be 0 or at least minSamplesPerWindow.'),
+    holdValues: z
+      .boolean().default(true)
+      .describe('A machine whose readings each carry only some of its metrics (report by exception: Sparkplug, PLC gateways with a deadband), told from its first 9 readings, gets every reading completed with the last value of the metrics it does not carry, and gaps without readings filled with those values every windowMs / targetSamplesPerWindow, for at most 15 min after its last reading. false = windows hold only what was sent (a steady channel is then absent from most windows and left out of the model).'),
     idleCloseMs: z
       .number().int().min(1000).default(120_000)
       .describe('When a machine has sent nothing for this long (gateway clock, ms), its open windows are closed and scored with what they have.'),

@@ -18,6 +18,7 @@ import { blockFolds, fitParams, selectFeatureKeys, vectorize, type ModelParams }
 import { detectionConfigSchema, type DetectionConfig } from './config.js';
 import { CadenceProbe, windowScale } from './cadence.js';
 import { counterMetrics } from './counters.js';
+import { HOLD_MAX_MS, HoldExpander } from './hold.js';
 import { calibrateDrift, decayDrift, driftLambda, driftValue, initialDriftState, updateDrift, type DriftCalibration, type DriftState } from './drift.js';
 import { DetectError } from './errors.js';
 import { driftContributor, explain, recurrenceContributor } from './explain.js';
@@ -28,6 +29,7 @@ import { calibrateRare, rareRatio } from './rare.js';
 import { calibrateRecurrence, initialRecurrenceState, recurrenceValue, updateRecurrence, type RecurrenceState } from './recurrence.js';
 import { DetectionStore, type FittedBaseline, type MonitorState, type StoredScore } from './store.js';
 import { MachineWindower, type ClosedWindow, type PushResult } from './window.js';
+import type { Cadence } from './store.js';
 
 export { detectionConfigSchema, type DetectionConfig } from './config.js';
 export { DetectError, type DetectErrorCode } from './errors.js';
@@ -75,8 +77,10 @@ export interface BaselineInfo {
    */
   windowMs: number | null;
   hopMs: number | null;
-  /** Median interval between the machine's first readings (ms); null while it is measured, or when unknown (learning resumed after a restart, or a baseline fitted before this was recorded). */
+  /** Median interval between the machine's first readings (ms); null while it is measured, or when unknown (a machine timed before this was recorded). */
   samplingIntervalMs: number | null;
+  /** The machine reports by exception (readings carry only changed metrics): readings are completed with held values (hold.ts). */
+  reportByException: boolean;
   /**
    * Windows since start-up (or the last reset) with fewer than minSamplesPerWindow readings: neither learnt
    * from nor scored. Many of them = the machine reports less often than its windows need (reset the baseline to time it again).
@@ -138,6 +142,8 @@ interface MachineState {
   scale: number | null;
   probe: CadenceProbe | null;
   intervalMs: number | null;
+  /** Set for a machine that reports by exception: completes its readings with held values (hold.ts). */
+  hold: HoldExpander | null;
   phase: 'learning' | 'scoring';
   /**
    * Learning progress only: the learning windows themselves are in the detection store (written as they
@@ -257,6 +263,20 @@ class DetectionImpl extends EventEmitter implements Detection {
       // The learning windows' own length says which scale they were cut at.
       st.scale = Math.max(1, Math.round(s.span / this.cfg.windowMs));
     }
+    // How each machine was timed, kept since (the baseline's and learning's own record above is the
+    // fallback for a store written before this table existed).
+    for (const [machine, c] of this.store.cadences()) this.applyCadence(this.state(machine), c);
+  }
+
+  private applyCadence(st: MachineState, c: Cadence): void {
+    st.scale = c.scale;
+    st.intervalMs = c.intervalMs;
+    st.hold = c.hold ? new HoldExpander(this.holdStepMs()) : null;
+  }
+
+  /** Held readings every this often: a window then holds targetSamplesPerWindow of them (10 s by default). */
+  private holdStepMs(): number {
+    return Math.max(1, Math.floor(this.cfg.windowMs / Math.max(1, this.cfg.targetSamplesPerWindow, this.cfg.minSamplesPerWindow)));
   }
 
   private compatible(p: ModelParams): boolean {
@@ -271,9 +291,10 @@ class DetectionImpl extends EventEmitter implements Detection {
       st = {
         id: machine,
         windower: null,
-        scale: this.cfg.targetSamplesPerWindow > 0 ? null : 1,
+        scale: this.probes() ? null : 1,
         probe: null,
         intervalMs: null,
+        hold: null,
         phase: 'learning',
         learn: null,
         baseline: null,
@@ -320,7 +341,15 @@ class DetectionImpl extends EventEmitter implements Detection {
 
   private feed(st: MachineState, windower: MachineWindower, r: Reading): void {
     const sparse0 = windower.sparseWindows;
-    const res = windower.push(r.ts, r.metrics, this.emitWindow);
+    let res: PushResult;
+    if (st.hold) {
+      // The completed reading is the last one emitted; filled ones before it are not readings and not counted.
+      let last = 'accepted' as PushResult;
+      st.hold.expand(r.ts, r.metrics, (ts, m) => {
+        last = windower.push(ts, m, this.emitWindow);
+      });
+      res = last;
+    } else res = windower.push(r.ts, r.metrics, this.emitWindow);
     if (windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, windower.sparseWindows - sparse0);
     this.readingsBy[res].inc();
     if (st.phase === 'scoring') for (const k in r.metrics) st.seenMetrics.add(k);
@@ -342,8 +371,10 @@ class DetectionImpl extends EventEmitter implements Detection {
   private endProbe(st: MachineState): void {
     const probe = st.probe;
     st.probe = null;
-    st.intervalMs = probe ? probe.interval() : null;
-    st.scale = windowScale(st.intervalMs, {
+    const intervalMs = probe ? probe.interval() : null;
+    // Report by exception: completed readings every holdStepMs fill every window, so no longer windows.
+    const hold = this.cfg.holdValues && probe !== null && probe.partial();
+    const scale = hold ? 1 : windowScale(intervalMs, {
       windowMs: this.cfg.windowMs,
       hopMs: this.cfg.hopMs,
       targetSamples: this.cfg.targetSamplesPerWindow,
@@ -351,14 +382,22 @@ class DetectionImpl extends EventEmitter implements Detection {
       baselineMs: this.cfg.baseline.durationMs,
       minWindows: this.cfg.baseline.minWindows,
     });
-    if (st.scale > 1) {
+    this.applyCadence(st, { scale, intervalMs, hold });
+    this.store.putCadence(st.id, { scale, intervalMs, hold });
+    if (hold) this.deps.logger.info({ machine: st.id }, 'machine reports by exception (each reading carries only some metrics): readings are completed with the last value of the others');
+    if (st.scale !== null && st.scale > 1) {
       this.deps.logger.info(
-        { machine: st.id, samplingIntervalMs: st.intervalMs, windowMs: this.cfg.windowMs * st.scale, hopMs: this.cfg.hopMs * st.scale },
+        { machine: st.id, samplingIntervalMs: st.intervalMs, windowMs: this.windowOf(st), hopMs: this.hopOf(st) },
         'machine reports less often than detection.windowMs suits: its windows are longer',
       );
     }
     const w = this.startWindows(st);
     for (const r of probe?.held ?? []) this.feed(st, w, r);
+  }
+
+  /** A new machine's first readings are held and timed unless both uses of that are off. */
+  private probes(): boolean {
+    return this.cfg.targetSamplesPerWindow > 0 || this.cfg.holdValues;
   }
 
   private hopOf(st: MachineState): number {
@@ -394,8 +433,10 @@ class DetectionImpl extends EventEmitter implements Detection {
     for (const st of this.machinesById.values()) {
       // A machine that went quiet while its cadence was timed: window what it sent (scale from what is known).
       if (st.probe && now - st.lastArrival >= this.cfg.idleCloseMs) this.endProbe(st);
-      // Longer windows wait longer: a machine reporting every few minutes is not idle between two readings.
-      if (st.windower && st.windower.openWindows > 0 && now - st.lastArrival >= this.cfg.idleCloseMs * (st.scale ?? 1)) {
+      // Longer windows wait longer: a machine reporting every few minutes is not idle between two readings,
+      // nor one reporting by exception while nothing changes (its next reading fills the gap, hold.ts).
+      const idle = st.hold ? Math.max(this.cfg.idleCloseMs, HOLD_MAX_MS + this.cfg.windowMs) : this.cfg.idleCloseMs * (st.scale ?? 1);
+      if (st.windower && st.windower.openWindows > 0 && now - st.lastArrival >= idle) {
         const sparse0 = st.windower.sparseWindows;
         st.windower.closeAll(emit);
         if (st.windower.sparseWindows !== sparse0) this.m.windows.inc({ result: 'sparse' }, st.windower.sparseWindows - sparse0);
@@ -819,10 +860,10 @@ class DetectionImpl extends EventEmitter implements Detection {
     };
   }
 
-  private cadenceInfo(st: MachineState): Pick<BaselineInfo, 'windowMs' | 'hopMs' | 'samplingIntervalMs' | 'sparseWindows'> {
+  private cadenceInfo(st: MachineState): Pick<BaselineInfo, 'windowMs' | 'hopMs' | 'samplingIntervalMs' | 'reportByException' | 'sparseWindows'> {
     const sparseWindows = st.windower?.sparseWindows ?? 0;
-    if (st.scale === null) return { windowMs: null, hopMs: null, samplingIntervalMs: null, sparseWindows };
-    return { windowMs: this.windowOf(st), hopMs: this.hopOf(st), samplingIntervalMs: st.intervalMs, sparseWindows };
+    if (st.scale === null) return { windowMs: null, hopMs: null, samplingIntervalMs: null, reportByException: false, sparseWindows };
+    return { windowMs: this.windowOf(st), hopMs: this.hopOf(st), samplingIntervalMs: st.intervalMs, reportByException: st.hold !== null, sparseWindows };
   }
 
   resetBaseline(machine: string): BaselineInfo {
@@ -833,6 +874,7 @@ class DetectionImpl extends EventEmitter implements Detection {
       this.store.clearLearning(machine);
       this.store.deleteCondition(machine);
       this.store.deleteMonitor(machine);
+      this.store.deleteCadence(machine);
     });
     this.pending = this.pending.filter((p) => p.machine !== machine);
     st.baseline = null;
@@ -842,8 +884,9 @@ class DetectionImpl extends EventEmitter implements Detection {
     // windows of the old baseline's cadence are given up (they would only have been learning windows).
     st.windower = null;
     st.probe = null;
-    st.scale = this.cfg.targetSamplesPerWindow > 0 ? null : 1;
+    st.scale = this.probes() ? null : 1;
     st.intervalMs = null;
+    st.hold = null;
     st.policy = initialPolicyState();
     st.seenMetrics = new Set();
     forgetRunning(st);

@@ -47,6 +47,9 @@ export const fittedBaselineSchema = z.object({
 });
 export type FittedBaseline = z.infer<typeof fittedBaselineSchema> & { params: ModelParams };
 
+const cadenceSchema = z.object({ scale: z.number().int().min(1), intervalMs: z.number().positive().nullable(), hold: z.boolean() });
+export type Cadence = z.infer<typeof cadenceSchema>;
+
 const policySchema = z.object({
   open: z.boolean(),
   since: z.number().nullable(),
@@ -112,6 +115,9 @@ export class DetectionStore {
     putMonitor: Database.Statement;
     getMonitors: Database.Statement;
     delMonitor: Database.Statement;
+    putCadence: Database.Statement;
+    getCadences: Database.Statement;
+    delCadence: Database.Statement;
     putScore: Database.Statement;
     getScores: Database.Statement;
     pruneScores: Database.Statement;
@@ -131,6 +137,7 @@ export class DetectionStore {
         CREATE TABLE IF NOT EXISTS baselines (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS conditions (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS monitors (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS cadences (machine TEXT PRIMARY KEY, body TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS scores (machine TEXT NOT NULL, window_end INTEGER NOT NULL, window_start INTEGER NOT NULL, phase TEXT NOT NULL,
           score REAL NOT NULL, threshold REAL, above INTEGER NOT NULL, contributors TEXT NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (machine, window_end));
       `);
@@ -152,6 +159,9 @@ export class DetectionStore {
       putMonitor: db.prepare('INSERT OR REPLACE INTO monitors (machine, body) VALUES (?, ?)'),
       getMonitors: db.prepare('SELECT machine, body FROM monitors'),
       delMonitor: db.prepare('DELETE FROM monitors WHERE machine = ?'),
+      putCadence: db.prepare('INSERT OR REPLACE INTO cadences (machine, body) VALUES (?, ?)'),
+      getCadences: db.prepare('SELECT machine, body FROM cadences'),
+      delCadence: db.prepare('DELETE FROM cadences WHERE machine = ?'),
       putScore: db.prepare('INSERT OR REPLACE INTO scores (machine, window_end, window_start, phase, score, threshold, above, contributors, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       getScores: db.prepare('SELECT * FROM scores WHERE machine = ? AND window_end >= ? AND window_end <= ? ORDER BY window_end LIMIT ?'),
       pruneScores: db.prepare('DELETE FROM scores WHERE window_end < ?'),
@@ -236,6 +246,19 @@ export class DetectionStore {
   /** Stored running statistics; an unreadable one is left out (that machine's statistics start from 0). */
   monitors(): Map<string, MonitorState> {
     return parseBodies(this.st.getMonitors.all() as StoredBody[], monitorStateSchema);
+  }
+
+  /** How a machine's readings are windowed (cadence.ts), from the moment it was timed until a reset. */
+  putCadence(machine: string, c: Cadence): void {
+    this.st.putCadence.run(machine, JSON.stringify(c));
+  }
+
+  deleteCadence(machine: string): void {
+    this.st.delCadence.run(machine);
+  }
+
+  cadences(): Map<string, Cadence> {
+    return parseBodies(this.st.getCadences.all() as StoredBody[], cadenceSchema);
   }
 
   putScore(s: WindowScore): void {

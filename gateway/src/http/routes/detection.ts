@@ -32,6 +32,7 @@ const baselineSchema = z.object({
   windowMs: z.number().nullable().describe('This machine\'s window length (ms): detection.windowMs, or a whole multiple of it for a machine that reports rarely (detection.targetSamplesPerWindow); null while its first readings are being timed.'),
   hopMs: z.number().nullable().describe('This machine\'s hop (ms), scaled like windowMs.'),
   samplingIntervalMs: z.number().nullable().describe('Median interval between the machine\'s first readings (ms); null while measured or when not known.'),
+  reportByException: z.boolean().describe('The machine\'s readings each carry only some of its metrics: detection completes them with the last value of the others (detection.holdValues).'),
   sparseWindows: z.number().describe('Windows since start-up or the last reset with fewer than detection.minSamplesPerWindow readings (neither learnt nor scored); many = the machine reports less often than its windows need.'),
 });
 
