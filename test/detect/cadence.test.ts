@@ -1,26 +1,14 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { ConditionEvent, WindowScore } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { medianInterval, windowScale } from '../../gateway/src/detect/cadence.js';
-import { createDetection, detectionConfigSchema, type Detection } from '../../gateway/src/detect/index.js';
 import { rng } from '../../models/src/train.js';
+import { startDetection, T0 } from './helpers.js';
 
-const logger = pino({ level: 'silent' });
-const T0 = Date.parse('2025-03-03T06:00:00Z');
-
-const cfg = detectionConfigSchema.parse({
-  windowMs: 10_000,
-  hopMs: 5_000,
-  latenessMs: 2_000,
-  idleCloseMs: 5_000,
-  baseline: { durationMs: 15 * 60_000, minWindows: 30 },
-  policy: { k: 3, n: 5, clearWindows: 5 },
-});
+const IDLE_CLOSE_MS = 5_000;
 
 const limits = { windowMs: 60_000, hopMs: 30_000, targetSamples: 6, maxWindowMs: 3_600_000, baselineMs: 7 * 86_400_000, minWindows: 60 };
 
@@ -72,15 +60,7 @@ function stream(seed: number, machine: string, everyMs: number, start = T0) {
   };
 }
 
-async function start(dataDir: string, over: Record<string, unknown> = {}, now?: () => number) {
-  const registry = new Registry();
-  const det: Detection = await createDetection(detectionConfigSchema.parse({ ...cfg, ...over }), { dataDir, logger, registry, manualFlush: true, ...(now ? { now } : {}) });
-  const scores: WindowScore[] = [];
-  const conds: ConditionEvent[] = [];
-  det.on('score', (s) => scores.push(s));
-  det.on('condition', (e) => conds.push(e));
-  return { det, scores, conds, registry };
-}
+const start = (dataDir: string, over: Record<string, unknown> = {}, now?: () => number) => startDetection(dataDir, { idleCloseMs: IDLE_CLOSE_MS, ...over }, now);
 
 const dir = (name: string) => mkdtempSync(join(tmpdir(), `detect-cadence-${name}-`));
 const metric = async (reg: Registry, re: RegExp) => Number((await reg.metrics()).match(re)?.[1] ?? 0);
@@ -180,7 +160,7 @@ describe('Detection: machines that report rarely', () => {
     det.push(stream(5, 'brief', 5_000)(4));
     det.tick(now + 1_000);
     expect(det.baseline('brief')?.windowMs).toBeNull();
-    now += cfg.idleCloseMs;
+    now += IDLE_CLOSE_MS;
     det.tick(now);
     expect(det.baseline('brief')).toMatchObject({ windowMs: 30_000, samplingIntervalMs: 5_000 });
     expect(await metric(registry, /smartops_detect_readings_total\{result="accepted"\} (\d+)/)).toBe(4);

@@ -1,17 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { ConditionEvent } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { counterFeatures, counterMetrics } from '../../gateway/src/detect/counters.js';
 import type { FeatureValues } from '../../gateway/src/detect/features.js';
-import { createDetection, detectionConfigSchema } from '../../gateway/src/detect/index.js';
 import { rng } from '../../models/src/train.js';
-
-const logger = pino({ level: 'silent' });
-const T0 = Date.parse('2025-03-03T06:00:00Z');
+import { startDetection, T0 } from './helpers.js';
 
 const rowsOf = (series: Record<string, number[]>): Array<Map<string, FeatureValues>> => {
   const n = Math.max(...Object.values(series).map((s) => s.length));
@@ -55,14 +47,6 @@ describe('counters (unit)', () => {
   });
 });
 
-const cfg = {
-  windowMs: 10_000,
-  hopMs: 5_000,
-  latenessMs: 2_000,
-  baseline: { durationMs: 15 * 60_000, minWindows: 30 },
-  policy: { k: 3, n: 5, clearWindows: 5 },
-};
-
 /** Speed and current (related) plus an energy meter counting up with the load; `rate` scales the meter only. */
 function machine(seed: number) {
   const r = rng(seed);
@@ -79,12 +63,7 @@ function machine(seed: number) {
     });
 }
 
-async function run(counters: boolean) {
-  const det = await createDetection(detectionConfigSchema.parse({ ...cfg, baseline: { ...cfg.baseline, counters } }), { dataDir: mkdtempSync(join(tmpdir(), 'detect-counters-')), logger, manualFlush: true });
-  const conds: ConditionEvent[] = [];
-  det.on('condition', (e) => conds.push(e));
-  return { det, conds };
-}
+const run = (counters: boolean) => startDetection(null, { baseline: { counters } });
 
 describe('Detection: a machine that publishes a counter', () => {
   it('stays quiet while the counter climbs past its baseline, and alerts when it counts slower', async () => {

@@ -10,17 +10,12 @@ import type { Reading } from '../../gateway/src/contract/reading.js';
 import { createDetection, detectionConfigSchema, type Detection } from '../../gateway/src/detect/index.js';
 import { encodeModel, int64Init, intAttr, node, tensorInfo } from '../../models/src/onnx-builder.js';
 import { rng } from '../../models/src/train.js';
+import { SHORT_CFG } from './helpers.js';
 
 const logger = pino({ level: 'silent' });
 const T0 = Date.parse('2025-03-03T06:00:00Z');
 
-const cfg = detectionConfigSchema.parse({
-  windowMs: 10_000,
-  hopMs: 5_000,
-  latenessMs: 2_000,
-  baseline: { durationMs: 15 * 60_000, minWindows: 30 },
-  policy: { k: 3, n: 5, clearWindows: 5 },
-});
+const cfg = detectionConfigSchema.parse(SHORT_CFG);
 
 /** A spindle: current follows speed; temperature steady. `fault` breaks the current-speed relation. */
 function machineStream(seed: number, machine = 'cnc-1') {

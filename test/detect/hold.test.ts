@@ -1,17 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { ConditionEvent } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { CadenceProbe } from '../../gateway/src/detect/cadence.js';
 import { HoldExpander } from '../../gateway/src/detect/hold.js';
-import { createDetection, detectionConfigSchema } from '../../gateway/src/detect/index.js';
 import { rng } from '../../models/src/train.js';
-
-const logger = pino({ level: 'silent' });
-const T0 = Date.parse('2025-03-03T06:00:00Z');
+import { startDetection, T0 } from './helpers.js';
 
 describe('report by exception (unit)', () => {
   it('completes readings with held values, fills gaps every step for at most maxMs, passes late readings as they are', () => {
@@ -51,14 +43,6 @@ describe('report by exception (unit)', () => {
   });
 });
 
-const cfg = {
-  windowMs: 10_000,
-  hopMs: 5_000,
-  latenessMs: 2_000,
-  baseline: { durationMs: 15 * 60_000, minWindows: 30 },
-  policy: { k: 3, n: 5, clearWindows: 5 },
-};
-
 /**
  * Speed and current change every second and are always sent; the bearing temperature is sent only when it
  * moved by 0.5 °C since it was last sent (a deadband), so a steady temperature is almost never in a reading.
@@ -82,12 +66,7 @@ function rbeMachine(seed: number) {
     });
 }
 
-async function run(holdValues: boolean) {
-  const det = await createDetection(detectionConfigSchema.parse({ ...cfg, holdValues }), { dataDir: mkdtempSync(join(tmpdir(), 'detect-hold-')), logger, manualFlush: true });
-  const conds: ConditionEvent[] = [];
-  det.on('condition', (e) => conds.push(e));
-  return { det, conds };
-}
+const run = (holdValues: boolean) => startDetection(null, { holdValues });
 
 describe('Detection: a machine that reports by exception', () => {
   it('models its steady channel from held values and alerts when that channel moves', async () => {
