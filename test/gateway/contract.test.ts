@@ -70,6 +70,18 @@ describe('reading contract', () => {
     expect(parse(`{"ts":${NOW + 500},"metrics":{"a":1}}`, T, skew).ok).toBe(true);
   });
 
+  it('says when an out-of-range ts looks like seconds, microseconds or nanoseconds', () => {
+    const detail = (ts: number) => {
+      const r = parse(`{"ts":${ts},"metrics":{"a":1}}`);
+      return r.ok ? '' : r.detail;
+    };
+    expect(detail(Math.floor(NOW / 1000))).toMatch(/ts: .* is older than .* \(it looks like epoch seconds: send epoch milliseconds/);
+    expect(detail(NOW * 1000)).toMatch(/ahead of the gateway clock \(it looks like epoch microseconds/);
+    expect(detail(NOW * 1e6)).toMatch(/\(it looks like epoch nanoseconds/);
+    // out of range in every unit: no guess
+    expect(detail(NOW - 40 * 86400_000)).not.toMatch(/looks like/);
+  });
+
   it('rejects a batch whole when one reading is bad', () => {
     const r = parse(JSON.stringify({ readings: [{ metrics: { a: 1 } }, { metrics: {} }] }));
     expect(r).toMatchObject({ ok: false, reason: 'empty_metrics' });

@@ -110,6 +110,18 @@ function parseTs(raw: number | string): number | undefined {
 const TOPIC_PREFIX = 'machines/';
 const TOPIC_SUFFIX = '/telemetry';
 
+/**
+ * A numeric ts out of range that would be in range in another unit: the commonest integration mistake
+ * (a PLC or script sending epoch seconds, or a logger sending micro- or nanoseconds), said in the error.
+ */
+function unitHint(ts: number, now: number, limits: ContractLimits): string {
+  const fits = (ms: number) => ms >= now - limits.maxAgeMs && ms <= now + limits.maxFutureSkewMs;
+  if (fits(ts * 1000)) return ' (it looks like epoch seconds: send epoch milliseconds, i.e. seconds x 1000)';
+  if (fits(ts / 1000)) return ' (it looks like epoch microseconds: send epoch milliseconds)';
+  if (fits(ts / 1e6)) return ' (it looks like epoch nanoseconds: send epoch milliseconds)';
+  return '';
+}
+
 export function parseTopic(topic: string): { ok: true; machine: string } | { ok: false; reason: RejectReason; detail: string } {
   // TELEMETRY_TOPIC_PATTERN by hand: the regex's match array was an allocation per message.
   const end = topic.length - TOPIC_SUFFIX.length;
@@ -178,13 +190,14 @@ function parseSingle(
   } else {
     const parsed = parseTs(r.data.ts);
     if (parsed === undefined) {
-      return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: expected epoch milliseconds or an ISO-8601 date-time` };
+      const hint = typeof r.data.ts === 'number' && Number.isFinite(r.data.ts) ? unitHint(r.data.ts, now, limits) : '';
+      return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: expected epoch milliseconds or an ISO-8601 date-time${hint}` };
     }
     if (parsed > now + limits.maxFutureSkewMs) {
-      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock` };
+      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${unitHint(parsed, now, limits)}` };
     }
     if (parsed < now - limits.maxAgeMs) {
-      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms` };
+      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms${unitHint(parsed, now, limits)}` };
     }
     ts = parsed;
   }
