@@ -108,7 +108,8 @@ describe('Detection: machines that report rarely', () => {
   });
 
   it('leaves a machine that reports often enough exactly as it was (same windows, same scores)', async () => {
-    const runs = await Promise.all([start(dir('same-a')), start(dir('same-b'), { targetSamplesPerWindow: 0 })]);
+    // b: no probe at all (neither longer windows nor report-by-exception completion), as before both existed
+    const runs = await Promise.all([start(dir('same-a')), start(dir('same-b'), { targetSamplesPerWindow: 0, holdValues: false })]);
     for (const { det } of runs) {
       const gen = stream(7, 'fast', 1_000);
       // in pieces smaller than the probe, so the held readings are replayed between pushes
