@@ -27,9 +27,8 @@ import { builtinManifestPath, ScoringModel, type ModelManifest, type ScoreReques
 import { calibrateThreshold, initialPolicyState, stepPolicy, type PolicyState } from './policy.js';
 import { calibrateRare, rareRatio } from './rare.js';
 import { calibrateRecurrence, initialRecurrenceState, recurrenceValue, updateRecurrence, type RecurrenceState } from './recurrence.js';
-import { DetectionStore, type FittedBaseline, type MonitorState, type StoredScore } from './store.js';
+import { DetectionStore, type Cadence, type FittedBaseline, type MonitorState, type StoredScore } from './store.js';
 import { MachineWindower, type ClosedWindow, type PushResult } from './window.js';
-import type { Cadence } from './store.js';
 
 export { detectionConfigSchema, type DetectionConfig } from './config.js';
 export { DetectError, type DetectErrorCode } from './errors.js';
