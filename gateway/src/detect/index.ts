@@ -355,10 +355,9 @@ class DetectionImpl extends EventEmitter implements Detection {
   }
 
   private startWindows(st: MachineState): MachineWindower {
-    const scale = st.scale ?? 1;
     const w = new MachineWindower(st.id, {
-      windowMs: this.cfg.windowMs * scale,
-      hopMs: this.cfg.hopMs * scale,
+      windowMs: this.windowOf(st),
+      hopMs: this.hopOf(st),
       latenessMs: this.cfg.latenessMs,
       minSamples: this.cfg.minSamplesPerWindow,
     });
