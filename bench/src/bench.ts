@@ -20,6 +20,7 @@ import { influxdVersion, startInfluxdServer, type Influxd as BenchInfluxd } from
 import { freePort, hostFacts, loadAverage, procSample, systemBusySeconds, type ProcSample } from './procstat.js';
 import type { ChildMsg, CmdMsg, InfluxReport, InitMsg, PubReport, SubReport } from './protocol.js';
 import { Hist, quantile, round } from './stats.js';
+import { LAUNCH_NODE_FLAGS } from '../../gateway/src/launch.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PHASES = ['influx', 'mosquitto', 'qos1-single', 'qos1-batch', 'qos0-single', 'qos0-batch', 'scaling', 'outbox', 'alert', 'profile'] as const;
@@ -191,7 +192,10 @@ async function startGateway(influx: BenchInfluxd, opts: { detection?: Record<str
   const cfgFile = join(dataDir, 'bench-config.json');
   writeFileSync(cfgFile, JSON.stringify(config, null, 2));
   // --trace-gc: the heap size after each mark-compact is the live set, which RSS alone does not show.
-  const execArgs = ['--trace-gc', ...(argv['node-flags'] ? argv['node-flags'].split(/\s+/).filter(Boolean) : []), ...(opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [])];
+  const extra = argv['node-flags'] ? argv['node-flags'].split(/\s+/).filter(Boolean) : [];
+  // The shipped launchers' flags, as they start it, unless --node-flags sets the same flag itself.
+  const launch = LAUNCH_NODE_FLAGS.filter((f) => !extra.some((e) => e.split('=')[0] === f.split('=')[0]));
+  const execArgs = ['--trace-gc', ...launch, ...extra, ...(opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [])];
   const gc = { lastLiveMB: null as number | null, maxLiveMB: null as number | null, markCompacts: 0 };
   let partial = '';
   // MALLOC_ARENA_MAX as the Dockerfile and the systemd unit set it (docs/deployment.md "Memory").

@@ -110,6 +110,6 @@ describe('Dockerfile', () => {
     expect(text).toMatch(/^HEALTHCHECK .*\n.*127\.0\.0\.1:8080\/health/m);
     expect(text).toMatch(/ONNXRUNTIME_NODE_INSTALL=skip/);
     expect(text).toMatch(/npm ci[\s\S]*npm run build[\s\S]*npm prune --omit=dev/);
-    expect(text).toMatch(/^ENTRYPOINT \["node", "bin\/smartops-gateway\.js"\]$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=32", "bin\/smartops-gateway\.js"\]$/m);
   });
 });
