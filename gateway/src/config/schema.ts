@@ -201,7 +201,7 @@ export const coreConfigShape = {
         .default('auto')
         .describe('Where readings go. auto: influxdb-v2 when influx.token/org/bucket are set, influxdb-v1 when influx.url is set, else embedded.'),
       // 10,000 rather than InfluxData's 5,000: under load the forwarder's round trip waits for the busy
-      // event loop several times per write, so fewer, larger writes keep up (bench/README "Batches").
+      // event loop several times per write, so fewer, larger writes keep up (bench/README "Young generation and batch size").
       batchSize: z.number().int().min(1).max(100000).default(10000).describe('Most readings per write.'),
       flushIntervalMs: ms.min(10).default(200).describe('A partial batch is written after this long.'),
       timeoutMs: ms.min(100).default(10000).describe('Timeout of one write request.'),
