@@ -146,7 +146,7 @@ const ROW_OVERHEAD = 48;
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 /** Longest wait for the worker (a group commit, ack, quarantine, close) before it is declared failed. */
 const SYNC_TIMEOUT_MS = 15_000;
-/** Default bounds of the in-memory unsent tail: a few forwarder batches at the default batchSize (5000). */
+/** Default bounds of the in-memory unsent tail, a few forwarder batches (main.ts passes max(20000, 4 x sink.batchSize) rows). */
 const MEMORY_ROWS = 20_000;
 const MEMORY_BYTES = 8 * 1024 * 1024;
 /**
