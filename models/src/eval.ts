@@ -169,19 +169,14 @@ interface FaultRun {
   attributed: Opened | undefined;
   /** False when the faulty machine's readings equal its fault-free twin's from onset to failure. */
   observable: boolean;
+  /** Missed runs: the last event time at which the readings differed from the fault-free twin's (failureTs when detected). */
+  lastTraceTs: number | undefined;
   /** First alert notification during the fault: opened, or an open alert's immediate update (see notifications). */
   notified: Notice | undefined;
   /** Immediate updates (not opens) of alerts on this machine before onset. */
   updatesBefore: number;
 }
 
-/**
- * Does the fault change anything a detector could see before failure? A sensor stuck at 0 while its
- * machine is stopped for the whole onset-to-failure interval, or lubrication loss progressing over a
- * weekend stop (faults progress with time, not use, in the simulator), gives exactly the readings the
- * healthy machine gives: no method can detect it. Replays the machine alone with and without the fault (the
- * simulator makes a machine independent of the rest of its fleet and of its faults until onset).
- */
 /**
  * --deadband: the machines report by exception (as Sparkplug and many PLC gateways do): a metric is sent
  * only when it moved by at least `fraction` of its last sent value since it was last sent, and a reading
@@ -209,16 +204,27 @@ function reportByException(fraction: number): (readings: Reading[]) => Reading[]
   };
 }
 
-function observable(seed: number, startTs: number, stepMs: number, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): boolean {
+/**
+ * Does the fault change anything a detector could see before failure? A sensor stuck at 0 while its
+ * machine is stopped for the whole onset-to-failure interval, or lubrication loss progressing over a
+ * weekend stop (faults progress with time, not use, in the simulator), gives exactly the readings the
+ * healthy machine gives: no method can detect it. Replays the machine alone with and without the fault (the
+ * simulator makes a machine independent of the rest of its fleet and of its faults until onset).
+ * Returns the last event time before failure at which the readings differ (undefined: none differ), so a
+ * missed run can say how far its fault had progressed while it could still be seen (a machine stopped for
+ * the weekend before the fault grew past its early stage).
+ */
+function lastTrace(seed: number, startTs: number, stepMs: number, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): number | undefined {
   const a = createFleet({ machines: [spec], seed, startTs, stepMs, faults: [fault] });
   const b = createFleet({ machines: [spec], seed, startTs, stepMs });
+  let last: number | undefined;
   while (a.nextTs <= failureTs) {
     const ra = a.step()[0];
     const rb = b.step()[0];
     if (!ra || !rb || ra.ts < onsetTs) continue;
-    if (JSON.stringify(ra.metrics) !== JSON.stringify(rb.metrics)) return true;
+    if (JSON.stringify(ra.metrics) !== JSON.stringify(rb.metrics)) last = ra.ts;
   }
-  return false;
+  return last;
 }
 
 async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number }): Promise<void> {
@@ -278,11 +284,12 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       // A detected fault was observable; otherwise replay (a sensor stuck at 0 while its machine is stopped,
       // or a wear fault whose whole onset-to-failure interval falls on a weekend stop, leaves no trace).
       const notified = (alerting.notices.get(l.machine) ?? []).find((n) => n.raisedAt >= l.onsetTs && n.raisedAt <= l.failureTs);
-      const obs = first !== undefined || notified !== undefined || observable(seed, startTs, o.stepMs, spec, req, l.onsetTs, l.failureTs);
+      const trace = first !== undefined || notified !== undefined ? l.failureTs : lastTrace(seed, startTs, o.stepMs, spec, req, l.onsetTs, l.failureTs);
+      const obs = trace !== undefined;
       // An alert during the fault for another reason (a weekend stop) is not a detection of the fault.
       // Alerts are followed as events (open and updates) so an open alert that later names the channel counts then.
       const attributed = (tr.events.get(l.machine) ?? []).find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs && a.event.contributors.some((c) => l.metrics.includes(c.metric)));
-      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs });
+      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace });
     }
     for (const kind of MACHINE_KINDS) {
       const id = `${kind}-healthy`;
@@ -313,11 +320,19 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   console.log('with an alert notification during the fault: an alert opened, or an alert already open escalating or newly led by');
   console.log('another channel (what the gateway publishes at once). "opened only" counts new alerts alone (earlier rounds\' definition).\n');
   console.log('"named": the first alert (or update) during the fault that names one of the fault\'s channels.\n');
-  console.log('| fault type | runs | unobservable | detected | median lead | min lead | opened only: detected | median lead | named | named median lead | false alerts before onset |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('"missed: last trace": per missed observable run, the progress (share of onset-to-failure) after which its readings');
+  console.log('equal the fault-free machine\'s (its machine stood still until failure); "-" when they differ until failure.\n');
+  console.log('| fault type | runs | unobservable | detected | median lead | min lead | opened only: detected | median lead | named | named median lead | false alerts before onset | missed: last trace |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   let allOk = true;
   const leadOf = (r: FaultRun, at: number) => (r.failureTs - at) / (r.failureTs - r.onsetTs);
   const fmt = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(2));
+  // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure.
+  const traceOf = (r: FaultRun): string => {
+    const t = r.lastTraceTs;
+    if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
+    return ((t - r.onsetTs) / (r.failureTs - r.onsetTs)).toFixed(2);
+  };
   for (const fault of Object.keys(FAULTS) as FaultType[]) {
     const all = runs.filter((r) => r.fault === fault);
     if (all.length === 0) continue;
@@ -331,7 +346,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     const named = rs.filter((r) => r.attributed);
     const namedMed = median(named.map((r) => leadOf(r, (r.attributed as Opened).raisedAt)));
     if (rate < 0.95 || !(med >= 0.5)) allOk = false;
-    console.log(`| ${fault} | ${all.length} | ${all.length - rs.length} | ${pct(rate)} | ${fmt(med)} | ${leads.length ? Math.min(...leads).toFixed(2) : '-'} | ${pct(opened.length / rs.length)} | ${fmt(openedMed)} | ${pct(named.length / rs.length)} | ${fmt(namedMed)} | ${all.reduce((a, r) => a + r.falseBefore, 0)} |`);
+    console.log(`| ${fault} | ${all.length} | ${all.length - rs.length} | ${pct(rate)} | ${fmt(med)} | ${leads.length ? Math.min(...leads).toFixed(2) : '-'} | ${pct(opened.length / rs.length)} | ${fmt(openedMed)} | ${pct(named.length / rs.length)} | ${fmt(namedMed)} | ${all.reduce((a, r) => a + r.falseBefore, 0)} | ${rs.filter((r) => !r.notified).map(traceOf).join(', ') || '-'} |`);
   }
   const falseUpdates = healthy.reduce((a, h) => a + h.updates, 0);
   const falseUpdatesBefore = runs.reduce((a, r) => a + r.updatesBefore, 0);
@@ -354,6 +369,12 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   const far = (hAlerts + fAlerts) / Math.max(hWeeks + fWeeks, 1e-9);
   console.log(`All: ${far.toFixed(2)} false alerts per machine-week (target <= 1)`);
   if (far > 1) allOk = false;
+  // A miss whose fault stopped showing early (its machine stood still until failure) says at what progress.
+  const missed = (r: FaultRun) => {
+    const u = traceOf(r);
+    if (!r.observable || u === '-') return 'MISSED';
+    return `MISSED (readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${((r.failureTs - (r.lastTraceTs as number)) / H).toFixed(1)} h before failure)`;
+  };
   if (o.verbose) {
     console.log('\nFirst alert notification per fault run:');
     for (const r of runs) {
@@ -361,7 +382,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       const a = r.firstAlert;
       // When the first notification is an update of an alert opened before onset, say so and give the opened-only lead too.
       const also = n && n.how !== 'opened' ? ` (update of an alert open at onset; opened only: ${a ? `lead ${leadOf(r, a.raisedAt).toFixed(2)}` : 'MISSED'})` : '';
-      console.log(`  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n ? `lead ${leadOf(r, n.raisedAt).toFixed(2)} ${n.how}${also}: ${n.text}` : 'MISSED'}`);
+      console.log(`  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n ? `lead ${leadOf(r, n.raisedAt).toFixed(2)} ${n.how}${also}: ${n.text}` : missed(r)}`);
     }
   }
   console.log(`\nTargets (>= 95% detection and median lead >= 0.5 per fault type, <= 1 false alert per machine-week): ${allOk ? 'MET' : 'NOT MET'}`);
