@@ -327,7 +327,8 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   let allOk = true;
   const leadOf = (r: FaultRun, at: number) => (r.failureTs - at) / (r.failureTs - r.onsetTs);
   const fmt = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(2));
-  // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure.
+  // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure
+  // (within 10 min of it: a machine reporting every minute or so has its last differing reading that far back).
   const traceOf = (r: FaultRun): string => {
     const t = r.lastTraceTs;
     if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
