@@ -4,7 +4,9 @@
  * Simulator mode (default): for each seed, one fleet holding, per machine kind, one healthy machine and
  * one machine per applicable fault type (onset after the baseline, the fault type's default
  * onset-to-failure duration). Prints per fault type the detection rate and lead time (share of the
- * onset-to-failure interval still ahead at the first alert notification, below) and false alerts per machine-week
+ * fault's course still ahead at the first alert notification, below, on the fault's clock: running time
+ * for wear and process faults, the simulator's default since 2026-12-02, `--fault-clock calendar` for the
+ * earlier rounds' calendar time) and false alerts per machine-week
  * (anomalies opened on healthy machines, and on faulty machines before onset).
  * Conditions also go through the gateway's alert engine (createAlerts, as main.ts wires it), so a
  * detection is the first alert notification a user gets during the fault: an alert opened, or an
@@ -27,7 +29,7 @@ import { alertsConfigSchema, createAlerts, type AlertTransition } from '../../ga
 import type { ConditionEvent, WindowScore } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { createDetection, detectionConfigSchema, type DetectionConfig } from '../../gateway/src/detect/index.js';
-import { createFleet, FAULTS, faultsForKind, MACHINE_KINDS, type FaultRequest, type FaultType, type MachineKind, type MachineSpec } from '../../simulators/src/index.js';
+import { createFleet, FAULT_CLOCKS, FAULTS, faultsForKind, MACHINE_KINDS, type FaultClock, type FaultRequest, type FaultType, type MachineKind, type MachineSpec } from '../../simulators/src/index.js';
 
 const H = 3_600_000;
 const DAY = 24 * H;
@@ -175,6 +177,8 @@ interface FaultRun {
   notified: Notice | undefined;
   /** Immediate updates (not opens) of alerts on this machine before onset. */
   updatesBefore: number;
+  /** The fault's progress at an event time (0 at onset, 1 at failure), on the clock the simulator ran it by. */
+  progressAt: (ts: number) => number;
 }
 
 /**
@@ -206,17 +210,17 @@ function reportByException(fraction: number): (readings: Reading[]) => Reading[]
 
 /**
  * Does the fault change anything a detector could see before failure? A sensor stuck at 0 while its
- * machine is stopped for the whole onset-to-failure interval, or lubrication loss progressing over a
- * weekend stop (faults progress with time, not use, in the simulator), gives exactly the readings the
- * healthy machine gives: no method can detect it. Replays the machine alone with and without the fault (the
+ * machine is stopped for the whole onset-to-failure interval, or (with `--fault-clock calendar`) a wear
+ * fault progressing over a weekend stop, gives exactly the readings the healthy machine gives: no method
+ * can detect it. Replays the machine alone with and without the fault (the
  * simulator makes a machine independent of the rest of its fleet and of its faults until onset).
  * Returns the last event time before failure at which the readings differ (undefined: none differ), so a
- * missed run can say how far its fault had progressed while it could still be seen (a machine stopped for
- * the weekend before the fault grew past its early stage).
+ * missed run can say how far its fault had progressed while it could still be seen (on the calendar
+ * clock, a machine stopped for the weekend before the fault grew past its early stage).
  */
-function lastTrace(seed: number, startTs: number, stepMs: number, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): number | undefined {
-  const a = createFleet({ machines: [spec], seed, startTs, stepMs, faults: [fault] });
-  const b = createFleet({ machines: [spec], seed, startTs, stepMs });
+function lastTrace(seed: number, startTs: number, stepMs: number, faultClock: FaultClock, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): number | undefined {
+  const a = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock, faults: [fault] });
+  const b = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock });
   let last: number | undefined;
   while (a.nextTs <= failureTs) {
     const ra = a.step()[0];
@@ -227,7 +231,7 @@ function lastTrace(seed: number, startTs: number, stepMs: number, spec: MachineS
   return last;
 }
 
-async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number }): Promise<void> {
+async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number; faultClock: FaultClock }): Promise<void> {
   const cfg = configFrom(o.sets);
   const logger = pino({ level: 'warn' });
   const runs: FaultRun[] = [];
@@ -251,7 +255,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
         faults.push({ machine: id, fault, onsetTs: baselineEnd + 2 * H + Math.floor(jitter * 22 * H) });
       }
     }
-    const fleet = createFleet({ machines: specs, seed, startTs, stepMs: o.stepMs, faults });
+    const fleet = createFleet({ machines: specs, seed, startTs, stepMs: o.stepMs, faults, faultClock: o.faultClock });
     const endTs = Math.max(startTs + cfg.baseline.durationMs + o.days * DAY, ...fleet.labels.map((l) => l.failureTs + H));
     const dir = mkdtempSync(join(tmpdir(), 'smartops-eval-'));
     const det = await createDetection(cfg, { dataDir: dir, logger, manualFlush: true });
@@ -274,7 +278,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       if (++steps % flushEvery === 0) await det.flush();
     }
     await det.flush();
-    for (const l of fleet.labels) {
+    for (const [li, l] of fleet.labels.entries()) {
       const opens = tr.opens.get(l.machine) ?? [];
       const before = opens.filter((a) => a.raisedAt < l.onsetTs);
       const first = opens.find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs);
@@ -284,12 +288,12 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       // A detected fault was observable; otherwise replay (a sensor stuck at 0 while its machine is stopped,
       // or a wear fault whose whole onset-to-failure interval falls on a weekend stop, leaves no trace).
       const notified = (alerting.notices.get(l.machine) ?? []).find((n) => n.raisedAt >= l.onsetTs && n.raisedAt <= l.failureTs);
-      const trace = first !== undefined || notified !== undefined ? l.failureTs : lastTrace(seed, startTs, o.stepMs, spec, req, l.onsetTs, l.failureTs);
+      const trace = first !== undefined || notified !== undefined ? l.failureTs : lastTrace(seed, startTs, o.stepMs, o.faultClock, spec, req, l.onsetTs, l.failureTs);
       const obs = trace !== undefined;
       // An alert during the fault for another reason (a weekend stop) is not a detection of the fault.
       // Alerts are followed as events (open and updates) so an open alert that later names the channel counts then.
       const attributed = (tr.events.get(l.machine) ?? []).find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs && a.event.contributors.some((c) => l.metrics.includes(c.metric)));
-      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace });
+      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace, progressAt: (ts) => fleet.progress(li, ts) });
     }
     for (const kind of MACHINE_KINDS) {
       const id = `${kind}-healthy`;
@@ -315,24 +319,26 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), windows ${[...windowLens].map(([k, n]) => `${k} x${n}`).join(', ')}${rbe ? `, report by exception: ${((100 * sent) / Math.max(1, offered)).toFixed(1)} % of values sent` : ''}, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
   }
   // Per fault type.
-  console.log(`\nDetection config: window ${cfg.windowMs / 1000}s hop ${cfg.hopMs / 1000}s, baseline ${cfg.baseline.durationMs / H} h, features ${cfg.baseline.features.join('+')}, threshold q${cfg.threshold.quantile} x${cfg.threshold.margin} (min ${cfg.threshold.minThreshold}), k-of-n ${cfg.policy.k}/${cfg.policy.n}; simulator step ${o.stepMs} ms, ${o.seeds} seeds\n`);
+  console.log(`\nDetection config: window ${cfg.windowMs / 1000}s hop ${cfg.hopMs / 1000}s, baseline ${cfg.baseline.durationMs / H} h, features ${cfg.baseline.features.join('+')}, threshold q${cfg.threshold.quantile} x${cfg.threshold.margin} (min ${cfg.threshold.minThreshold}), k-of-n ${cfg.policy.k}/${cfg.policy.n}; simulator step ${o.stepMs} ms, ${o.seeds} seeds, wear faults on the ${o.faultClock} clock\n`);
   console.log('Detected = share of observable runs (a run is unobservable when its readings equal the fault-free machine\'s until failure)');
   console.log('with an alert notification during the fault: an alert opened, or an alert already open escalating or newly led by');
   console.log('another channel (what the gateway publishes at once). "opened only" counts new alerts alone (earlier rounds\' definition).\n');
   console.log('"named": the first alert (or update) during the fault that names one of the fault\'s channels.\n');
+  console.log(`Lead = 1 - the fault's progress at the first notification: the share of its course still ahead, on its clock (${o.faultClock === 'operating' ? 'wear and process faults: running time, so a weekend stop neither adds to nor takes from it; sensor faults: calendar' : 'calendar for every fault'}).\n`);
   console.log('"missed: last trace": per missed observable run, the progress (share of onset-to-failure) after which its readings');
   console.log('equal the fault-free machine\'s (its machine stood still until failure); "-" when they differ until failure.\n');
   console.log('| fault type | runs | unobservable | detected | median lead | min lead | opened only: detected | median lead | named | named median lead | false alerts before onset | missed: last trace |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   let allOk = true;
-  const leadOf = (r: FaultRun, at: number) => (r.failureTs - at) / (r.failureTs - r.onsetTs);
+  // On the calendar clock this is (failure - at) / (failure - onset), the definition of earlier rounds.
+  const leadOf = (r: FaultRun, at: number) => 1 - r.progressAt(at);
   const fmt = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(2));
   // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure
   // (within 10 min of it: a machine reporting every minute or so has its last differing reading that far back).
   const traceOf = (r: FaultRun): string => {
     const t = r.lastTraceTs;
     if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
-    return ((t - r.onsetTs) / (r.failureTs - r.onsetTs)).toFixed(2);
+    return r.progressAt(t).toFixed(2);
   };
   for (const fault of Object.keys(FAULTS) as FaultType[]) {
     const all = runs.filter((r) => r.fault === fault);
@@ -483,6 +489,7 @@ async function main(): Promise<void> {
       exclude: { type: 'string', multiple: true, default: [] },
       'train-rows': { type: 'string', default: '400' },
       deadband: { type: 'string', default: '0' },
+      'fault-clock': { type: 'string', default: 'operating' },
     },
   });
   const sets = values.set ?? [];
@@ -492,7 +499,9 @@ async function main(): Promise<void> {
   }
   const faults = values.faults ? values.faults.split(',').map((f) => f.trim()) : null;
   for (const f of faults ?? []) if (!(f in FAULTS)) throw new Error(`--faults: unknown fault type "${f}" (known: ${Object.keys(FAULTS).join(', ')})`);
-  await simEval({ faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false, deadband: Number(values.deadband) });
+  const faultClock = values['fault-clock'] as FaultClock;
+  if (!FAULT_CLOCKS.includes(faultClock)) throw new Error(`--fault-clock: "${faultClock}" unknown (known: ${FAULT_CLOCKS.join(', ')})`);
+  await simEval({ faultClock, faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false, deadband: Number(values.deadband) });
 }
 
 main().catch((e: unknown) => {

@@ -1,5 +1,6 @@
 import { NAME_PATTERN } from '../../gateway/src/contract/reading.js';
 import { Ambient } from './ambient.js';
+import { afterOperating, FAULT_CLOCKS, FaultCourse, type FaultClock, type WorkPattern } from './course.js';
 import { SimError } from './errors.js';
 import { DEFAULT_SENSOR_CHANNEL, FAULT_TYPES, FAULTS, isSensorFault, type FaultType } from './faults.js';
 import type { FaultSchedule } from './machines/base.js';
@@ -23,7 +24,9 @@ export interface MachineSpec {
 /**
  * A fault to schedule. Give the onset either absolutely (`onsetTs`) or relative to the fleet start
  * (`onsetMs`), and the failure either absolutely (`failureTs`) or as time from onset (`durationMs`);
- * without either, the fault type's default duration applies.
+ * without either, the fault type's default duration applies. On the `operating` clock (the default for
+ * mechanical and process faults) `durationMs` is running time: the failure comes after the machine has
+ * run that long since onset, and the fault does not progress while the machine's shift has it stopped.
  */
 export interface FaultRequest {
   machine: string;
@@ -37,6 +40,8 @@ export interface FaultRequest {
   /** Optional repair after failure: absolute, or `repairAfterMs` after failureTs. */
   repairTs?: number;
   repairAfterMs?: number;
+  /** What the fault's progress follows (default: the fleet's `faultClock` for mechanical/process faults, calendar for sensor faults). */
+  clock?: FaultClock;
 }
 
 /** Ground truth for one scheduled fault (one JSON line in a labels file). */
@@ -53,6 +58,10 @@ export interface FaultLabel {
   repairTs?: number;
   /** Channels expected to move (from the fault catalogue, or the sensor fault's channel). */
   metrics: string[];
+  /** What the fault's progress followed from onset to failure: the machine's running time, or the calendar. */
+  clock: FaultClock;
+  /** Running time between onset and failure on that clock, whole ms (on the calendar clock: failureTs - onsetTs). */
+  courseMs: number;
 }
 
 export interface FleetOptions {
@@ -71,6 +80,12 @@ export interface FleetOptions {
   utcOffsetMinutes?: number;
   /** Schedule for machines that do not name one (overrides the per-kind default). */
   schedule?: ScheduleName;
+  /**
+   * Clock of mechanical and process faults (sensor faults always follow the calendar): `operating`
+   * (default) = they progress only while the machine's shift runs it; `calendar` = all the time, as
+   * the simulator did before 2026-12-02 (a fault could then reach failure during a weekend stop).
+   */
+  faultClock?: FaultClock;
   /** Mean shop temperature, °C (default 20). */
   ambientBaseC?: number;
   /**
@@ -97,6 +112,8 @@ export interface Fleet {
   readonly faults: readonly FaultSchedule[];
   /** Ground-truth labels of all scheduled faults. */
   readonly labels: readonly FaultLabel[];
+  /** Progress (0 at onset, 1 at failure, on the fault's clock) of the fault `labels[i]` at `ts`. */
+  progress(i: number, ts: number): number;
   /** Simulated time of the next step's readings. */
   readonly nextTs: number;
   /** Shop ambient temperature at the last step, °C. */
@@ -142,11 +159,17 @@ export function defaultMachines(count: number, mix: Partial<Record<MachineKind, 
   return specs;
 }
 
+/** The clock a fault follows unless its request names one: sensor faults the calendar, the rest `fleetClock`. */
+export function defaultFaultClock(fault: FaultType, fleetClock: FaultClock = 'operating'): FaultClock {
+  return isSensorFault(fault) ? 'calendar' : fleetClock;
+}
+
 /**
  * Resolve a fault request against a machine kind and start time into an absolute schedule, with
- * validation (applicable kind, known channel, onset before failure). Throws SimError.
+ * validation (applicable kind, known channel, onset before failure). Throws SimError. `work` is the
+ * machine's shift pattern, needed for an `operating` clock (without it the fault follows the calendar).
  */
-export function scheduleFault(req: FaultRequest, kind: MachineKind, startTs: number): FaultSchedule {
+export function scheduleFault(req: FaultRequest, kind: MachineKind, startTs: number, work?: WorkPattern, fleetClock: FaultClock = 'operating'): FaultSchedule {
   const where = `fault ${req.machine}:${req.fault}`;
   if (!(FAULT_TYPES as readonly string[]).includes(req.fault)) {
     throw new SimError('SIM_UNKNOWN_FAULT', `${where}: unknown fault type (known: ${FAULT_TYPES.join(', ')})`);
@@ -155,11 +178,16 @@ export function scheduleFault(req: FaultRequest, kind: MachineKind, startTs: num
   if (!info.appliesTo.includes(kind)) {
     throw new SimError('SIM_FAULT_NOT_APPLICABLE', `${where}: does not apply to a ${kind} (applies to: ${info.appliesTo.join(', ')})`);
   }
+  if (req.clock !== undefined && !FAULT_CLOCKS.includes(req.clock)) throw new SimError('SIM_BAD_FAULT_SPEC', `${where}: clock "${String(req.clock)}" unknown (known: ${FAULT_CLOCKS.join(', ')})`);
+  const clock: FaultClock = work ? (req.clock ?? defaultFaultClock(req.fault, fleetClock)) : 'calendar';
   const onsetTs = req.onsetTs ?? startTs + (req.onsetMs ?? 0);
-  const failureTs = req.failureTs ?? onsetTs + (req.durationMs ?? info.defaultDurationMs);
-  if (!Number.isFinite(onsetTs) || !Number.isFinite(failureTs)) throw new SimError('SIM_BAD_FAULT_SPEC', `${where}: onset and failure must be finite times`);
+  const durationMs = req.durationMs ?? info.defaultDurationMs;
+  if (!Number.isFinite(onsetTs) || !Number.isFinite(req.failureTs ?? durationMs)) throw new SimError('SIM_BAD_FAULT_SPEC', `${where}: onset and failure must be finite times`);
+  if (req.failureTs === undefined && durationMs < 0) throw new SimError('SIM_BAD_FAULT_SPEC', `${where}: duration to failure (${durationMs} ms) is negative`);
+  // On the operating clock a duration is running time: the failure is where the machine has run that long.
+  const failureTs = req.failureTs ?? (clock === 'operating' && work ? afterOperating(work, onsetTs, durationMs) : onsetTs + durationMs);
   if (failureTs < onsetTs) throw new SimError('SIM_BAD_FAULT_SPEC', `${where}: failure (${new Date(failureTs).toISOString()}) is before onset (${new Date(onsetTs).toISOString()})`);
-  const out: FaultSchedule = { machine: req.machine, fault: req.fault, onsetTs, failureTs };
+  const out: FaultSchedule = { machine: req.machine, fault: req.fault, onsetTs, failureTs, clock };
   if (isSensorFault(req.fault)) {
     const channel = req.channel ?? DEFAULT_SENSOR_CHANNEL[kind][req.fault];
     const names = channelsOf(kind).map((c) => c.name);
@@ -177,8 +205,8 @@ export function scheduleFault(req: FaultRequest, kind: MachineKind, startTs: num
 }
 
 /** Ground-truth label of a resolved fault. */
-export function labelOf(f: FaultSchedule, kind: MachineKind): FaultLabel {
-  const label: FaultLabel = { machine: f.machine, kind, fault: f.fault, onsetTs: f.onsetTs, failureTs: f.failureTs, metrics: [] };
+export function labelOf(f: FaultSchedule, kind: MachineKind, courseMs = f.failureTs - f.onsetTs): FaultLabel {
+  const label: FaultLabel = { machine: f.machine, kind, fault: f.fault, onsetTs: f.onsetTs, failureTs: f.failureTs, metrics: [], clock: f.clock, courseMs: Math.floor(courseMs) };
   if (f.channel !== undefined) {
     label.channel = f.channel;
     label.metrics = [f.channel];
@@ -228,15 +256,23 @@ export function createFleet(opts: FleetOptions): Fleet {
     models.push(m);
     byId.set(s.id, m);
   }
+  const faultClock = opts.faultClock ?? 'operating';
+  if (!FAULT_CLOCKS.includes(faultClock)) throw new SimError('SIM_BAD_OPTION', `faultClock: "${String(faultClock)}" unknown (known: ${FAULT_CLOCKS.join(', ')})`);
   const faults: FaultSchedule[] = [];
   const labels: FaultLabel[] = [];
+  // One course per label for `progress`, apart from the machines' own (each caches the day it last saw).
+  const courses: FaultCourse[] = [];
   for (const req of opts.faults ?? []) {
     const m = byId.get(req.machine);
     if (!m) throw new SimError('SIM_UNKNOWN_MACHINE', `fault ${req.machine}:${req.fault}: no machine "${req.machine}" in the fleet (have: ${[...byId.keys()].join(', ')})`);
-    const f = scheduleFault(req, m.kind, opts.startTs);
-    m.addFault(f, seed);
+    const work = m.workPattern(utcOffsetMinutes);
+    const f = scheduleFault(req, m.kind, opts.startTs, work, faultClock);
+    const pattern = f.clock === 'operating' ? work : null;
+    m.addFault(f, seed, new FaultCourse(f.onsetTs, f.failureTs, pattern));
+    const course = new FaultCourse(f.onsetTs, f.failureTs, pattern);
+    courses.push(course);
     faults.push(f);
-    labels.push(labelOf(f, m.kind));
+    labels.push(labelOf(f, m.kind, course.courseMs));
   }
   const machines: MachineInfo[] = models.map((m) => ({ id: m.id, kind: m.kind, channels: channelsOf(m.kind) }));
   const ambient = new Ambient(hashSeed(seed, 'ambient'), opts.ambientBaseC ?? 20);
@@ -280,6 +316,11 @@ export function createFleet(opts: FleetOptions): Fleet {
     machines,
     faults,
     labels,
+    progress(i: number, ts: number): number {
+      const c = courses[i];
+      if (!c) throw new SimError('SIM_BAD_OPTION', `progress: no fault ${i} (the fleet has ${courses.length})`);
+      return c.progress(ts);
+    },
     get nextTs() {
       return ts;
     },

@@ -24,9 +24,12 @@ export {
   scheduleFault,
   labelOf,
   labelsToJsonl,
+  defaultFaultClock,
   DEFAULT_MIX,
 } from './fleet.js';
 export type { Fleet, FleetOptions, FaultRequest, FaultSchedule, FaultLabel, MachineInfo, MachineSpec } from './fleet.js';
+export { FAULT_CLOCKS, FaultCourse, operatingMs, afterOperating } from './course.js';
+export type { FaultClock, WorkPattern } from './course.js';
 export { parseFaultSpec, loadScenario, scenarioSchema, scenarioFaults } from './scenario.js';
 export type { Scenario } from './scenario.js';
 export { parseDuration, parseTimePoint, formatDuration } from './duration.js';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { FAULT_CLOCKS } from './course.js';
 import { parseDuration, parseTimePoint } from './duration.js';
 import { SimError } from './errors.js';
 import { FAULT_TYPES, type FaultType } from './faults.js';
@@ -71,6 +72,7 @@ export const scenarioSchema = z
     rate: z.number().positive().max(1000).optional().describe('Readings per second of simulated time per machine'),
     utcOffsetMinutes: z.number().int().min(-840).max(840).optional(),
     schedule: z.enum(SCHEDULES).optional(),
+    faultClock: z.enum(FAULT_CLOCKS).optional().describe('What mechanical/process faults progress with: operating (running time, default) or calendar'),
     machines: z
       .union([
         z.number().int().min(1).max(100_000),

@@ -51,12 +51,15 @@ describe.skipIf(!HAVE)('simulator CLIs against a real mosquitto broker', () => {
     await sub.stop();
     const got = readingsOf(sub.messages);
     expect(got).toHaveLength(480);
-    const expected = [...createFleet({ machines: 4, seed: 5, startTs: start, utcOffsetMinutes: 0, faults: [{ machine: 'cnc-01', fault: 'bearing-wear', onsetMs: 30_000, durationMs: 60_000 }] }).readings({ untilTs: start + 120_000 })];
+    const twin = createFleet({ machines: 4, seed: 5, startTs: start, utcOffsetMinutes: 0, faults: [{ machine: 'cnc-01', fault: 'bearing-wear', onsetMs: 30_000, durationMs: 60_000 }] });
+    const failureTs = twin.labels[0]?.failureTs;
+    const expected = [...twin.readings({ untilTs: start + 120_000 })];
     const key = (r: { machine: string; ts: number }): string => `${r.machine}@${r.ts}`;
     const byKey = new Map(got.map((r) => [key(r), r.metrics]));
     for (const e of expected) expect(byKey.get(key(e)), key(e)).toEqual(e.metrics);
     const label = JSON.parse(readFileSync(labels, 'utf8').trim()) as Record<string, unknown>;
-    expect(label).toMatchObject({ machine: 'cnc-01', kind: 'cnc', fault: 'bearing-wear', onsetTs: start + 30_000, failureTs: start + 90_000 });
+    // The failure is where cnc-01 has run 1 min since onset (its shift decides when: operating clock).
+    expect(label).toMatchObject({ machine: 'cnc-01', kind: 'cnc', fault: 'bearing-wear', onsetTs: start + 30_000, failureTs, clock: 'operating', courseMs: 60_000 });
   });
 
   it('simulate --batch sends {"readings": [...]} batches of N', async () => {

@@ -64,7 +64,7 @@ describe('determinism', () => {
       seed: 1,
       startTs: START,
       faults: [
-        { machine: 'cnc-03', fault: 'bearing-wear', onsetMs: 7200_000, durationMs: 86_400_000 },
+        { machine: 'cnc-03', fault: 'bearing-wear', onsetMs: 7200_000, durationMs: 86_400_000, clock: 'calendar' },
         { machine: 'pump-01', fault: 'sensor-drift', onsetMs: 0 },
       ],
     });
@@ -76,6 +76,8 @@ describe('determinism', () => {
       onsetTs: START + 7200_000,
       failureTs: START + 7200_000 + 86_400_000,
       metrics: ['vibration_rms_mm_s', 'vibration_kurtosis', 'bearing_temp_c'],
+      clock: 'calendar',
+      courseMs: 86_400_000,
     });
     expect(lines[1]).toMatchObject({ machine: 'pump-01', kind: 'pump', fault: 'sensor-drift', channel: 'bearing_temp_c', onsetTs: START });
   });

@@ -54,11 +54,18 @@ faults:
     const startTs = Date.parse('2025-03-03T00:00:00Z');
     const fleet = createFleet({ machines: s.machines ?? 1, seed: s.seed ?? 1, startTs, faults: scenarioFaults(s), utcOffsetMinutes: s.utcOffsetMinutes ?? 0 });
     expect(fleet.machines.map((m) => m.id)).toEqual(['cnc-01', 'cnc-02', 'air-1', 'coolant-pump']);
-    expect(fleet.labels.map((l) => [l.machine, l.fault, l.onsetTs - startTs, l.failureTs - l.onsetTs])).toEqual([
-      ['cnc-02', 'bearing-wear', 7_200_000, 43_200_000],
-      ['coolant-pump', 'cavitation', 21_600_000, 10_800_000],
-      ['air-1', 'sensor-drift', 3_600_000, 7 * 86_400_000],
+    expect(fleet.labels.map((l) => [l.machine, l.fault, l.onsetTs - startTs, l.clock, l.courseMs])).toEqual([
+      ['cnc-02', 'bearing-wear', 7_200_000, 'operating', 43_200_000],
+      ['coolant-pump', 'cavitation', 21_600_000, 'operating', 10_800_000],
+      ['air-1', 'sensor-drift', 3_600_000, 'calendar', 7 * 86_400_000],
     ]);
+    // Durations of wear faults are running time. cnc-02 runs three shifts: on Mondays from 06:00 local
+    // (05:00 UTC here) plus up to 20 min, so 12 h of running after the 02:00 UTC onset end 15 h to 15 h 20 min later.
+    const wear = (fleet.labels[0]?.failureTs ?? 0) - (fleet.labels[0]?.onsetTs ?? 0);
+    expect(wear).toBeGreaterThanOrEqual(15 * 3_600_000);
+    expect(wear).toBeLessThanOrEqual(15 * 3_600_000 + 20 * 60_000);
+    // A continuously running pump and a sensor fault: running time = calendar time.
+    expect(fleet.labels.slice(1).map((l) => l.failureTs - l.onsetTs)).toEqual([10_800_000, 7 * 86_400_000]);
     expect(fleet.labels[1]?.repairTs).toBe(startTs + 21_600_000 + 10_800_000 + 3_600_000);
     expect(fleet.step()).toHaveLength(4);
   });

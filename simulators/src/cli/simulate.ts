@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
 import { telemetryTopic } from '../../../gateway/src/contract/reading.js';
+import { FAULT_CLOCKS, type FaultClock } from '../course.js';
 import { formatDuration, parseDuration, parseTimePoint } from '../duration.js';
 import { SimError } from '../errors.js';
 import { createFleet, DEFAULT_MIX, labelsToJsonl, type FaultRequest, type Fleet, type FleetOptions } from '../fleet.js';
@@ -31,6 +32,7 @@ interface SimulateOpts extends BrokerAuthOptions {
   batch: string;
   utcOffset?: string;
   schedule?: string;
+  faultClock?: string;
   maxInflight: string;
   allowFuture?: boolean;
   progress: boolean;
@@ -85,15 +87,21 @@ export function resolveRun(o: SimulateOpts, now: number): { fleetOpts: FleetOpti
     mix: o.mix !== undefined ? parseMix(o.mix) : (scenario?.mix ?? DEFAULT_MIX),
   };
   if (schedule !== undefined) fleetOpts.schedule = schedule as ScheduleName;
+  const faultClock = o.faultClock ?? scenario?.faultClock;
+  if (faultClock !== undefined) {
+    if (!(FAULT_CLOCKS as readonly string[]).includes(faultClock)) throw new SimError('SIM_BAD_OPTION', `--fault-clock ${faultClock}: expected one of ${FAULT_CLOCKS.join(', ')}`);
+    fleetOpts.faultClock = faultClock as FaultClock;
+  }
   return { fleetOpts, speed, durationMs, scenario };
 }
 
 function activeFaults(fleet: Fleet, ts: number): string {
   const parts: string[] = [];
-  for (const f of fleet.faults) {
+  for (const [i, f] of fleet.faults.entries()) {
     if (ts < f.onsetTs) continue;
     if (f.repairTs !== undefined && ts >= f.repairTs) continue;
-    const pct = f.failureTs > f.onsetTs ? Math.min(100, Math.round((100 * (ts - f.onsetTs)) / (f.failureTs - f.onsetTs))) : 100;
+    // on the fault's clock: an operating-clock fault stands still while its machine is off shift
+    const pct = f.failureTs > f.onsetTs ? Math.min(100, Math.round(100 * fleet.progress(i, ts))) : 100;
     parts.push(`${f.machine}:${f.fault} ${pct >= 100 ? 'FAILED' : `${pct}%`}`);
   }
   return parts.length ? ` faults ${parts.join(', ')}` : '';
@@ -230,6 +238,7 @@ export function simulateCommand(): Command {
     .option('--client-id <id>', 'MQTT client id')
     .option('--utc-offset <minutes>', 'site local time offset from UTC for shifts and the daily temperature cycle (default: this host\'s)')
     .option('--schedule <name>', `work pattern for all machines: ${SCHEDULES.join(', ')}`)
+    .option('--fault-clock <clock>', 'what mechanical/process faults progress with: operating (running time, default) or calendar')
     .option('--max-inflight <n>', 'publishes outstanding at most (back-pressure)', '100')
     .option('--allow-future', 'let simulated timestamps run ahead of the wall clock (the gateway rejects > 5 min ahead)')
     .option('--no-progress', 'no progress line on stderr')

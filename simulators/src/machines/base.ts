@@ -1,3 +1,4 @@
+import type { FaultCourse, FaultClock, WorkPattern } from '../course.js';
 import { applyFault, FAULTS, neutralEffects, resetEffects, type Effects, type FaultType } from '../faults.js';
 import { hashSeed, Rng } from '../prng.js';
 import type { MachineKind, MetricSpec, ScheduleName, SimReading } from '../types.js';
@@ -19,6 +20,11 @@ export interface FaultSchedule {
   onsetTs: number;
   /** When it reaches failure: mechanical/process faults trip the machine here. */
   failureTs: number;
+  /**
+   * What the fault's progress follows between onset and failure: the machine's running time
+   * (`operating`: it stands still while the shift has the machine stopped) or the calendar.
+   */
+  clock: FaultClock;
   /** Sensor faults only: the channel hit (default: see DEFAULT_SENSOR_CHANNEL). */
   channel?: string;
   /** Optional repair: from this time the machine is healthy again and restarts with its schedule. */
@@ -37,8 +43,14 @@ export interface MachineOptions {
   schedule?: ScheduleName;
 }
 
+interface MechFaultState {
+  sched: FaultSchedule;
+  course: FaultCourse;
+}
+
 interface SensorFaultState {
   sched: FaultSchedule;
+  course: FaultCourse;
   index: number;
   rng: Rng;
   stuckValue: number | undefined;
@@ -77,7 +89,7 @@ export abstract class MachineModel {
   protected readonly fxRng: Rng;
   private readonly noise: Rng;
   protected readonly jitterKey: number;
-  private readonly mechFaults: FaultSchedule[] = [];
+  private readonly mechFaults: MechFaultState[] = [];
   private readonly sensorFaults: SensorFaultState[] = [];
   protected readonly fx: Effects = neutralEffects();
   private values!: Float64Array;
@@ -99,13 +111,18 @@ export abstract class MachineModel {
     this.decimalsPow = Float64Array.from(this.channels, (c) => Math.pow(10, c.decimals));
   }
 
-  /** Attach a fault (validated by the fleet). */
-  addFault(f: FaultSchedule, seed: number): void {
+  /** The machine's shift pattern at a site's UTC offset (what an `operating` fault clock follows). */
+  workPattern(utcOffsetMinutes: number): WorkPattern {
+    return { schedule: this.schedule, jitterKey: this.jitterKey, utcOffsetMinutes };
+  }
+
+  /** Attach a fault (validated by the fleet); `course` gives its progress on its clock. */
+  addFault(f: FaultSchedule, seed: number, course: FaultCourse): void {
     if (FAULTS[f.fault].category === 'sensor') {
       const index = this.channels.findIndex((c) => c.name === f.channel);
-      this.sensorFaults.push({ sched: f, index, rng: new Rng(hashSeed(seed, 'sensor', this.id, f.fault, f.onsetTs)), stuckValue: undefined });
+      this.sensorFaults.push({ sched: f, course, index, rng: new Rng(hashSeed(seed, 'sensor', this.id, f.fault, f.onsetTs)), stuckValue: undefined });
     } else {
-      this.mechFaults.push(f);
+      this.mechFaults.push({ sched: f, course });
     }
   }
 
@@ -113,11 +130,10 @@ export abstract class MachineModel {
   step(ts: number, dtMs: number, env: StepEnv): SimReading {
     const fx = this.fx;
     resetEffects(fx);
-    for (const f of this.mechFaults) {
+    for (const { sched: f, course } of this.mechFaults) {
       if (ts < f.onsetTs) continue;
       if (f.repairTs !== undefined && ts >= f.repairTs) continue;
-      const span = f.failureTs - f.onsetTs;
-      const u = span <= 0 ? 1 : Math.min(1, (ts - f.onsetTs) / span);
+      const u = f.failureTs <= f.onsetTs ? 1 : course.progress(ts);
       applyFault(fx, f.fault, u);
       if (ts >= f.failureTs) fx.failed = true;
     }
@@ -145,8 +161,7 @@ export abstract class MachineModel {
         s.stuckValue = undefined;
         continue;
       }
-      const span = f.failureTs - f.onsetTs;
-      const u = span <= 0 ? 1 : Math.min(1, (ts - f.onsetTs) / span);
+      const u = f.failureTs <= f.onsetTs ? 1 : s.course.progress(ts);
       const c = ch[s.index] as ChannelDef;
       const range = c.healthy[1] - c.healthy[0];
       switch (f.fault) {
