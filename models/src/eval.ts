@@ -173,6 +173,8 @@ interface FaultRun {
   observable: boolean;
   /** Missed runs: the last event time at which the readings differed from the fault-free twin's (failureTs when detected). */
   lastTraceTs: number | undefined;
+  /** Missed runs: the first event time at which they differed (onsetTs when detected). */
+  firstTraceTs: number | undefined;
   /** First alert notification during the fault: opened, or an open alert's immediate update (see notifications). */
   notified: Notice | undefined;
   /** Immediate updates (not opens) of alerts on this machine before onset. */
@@ -214,21 +216,22 @@ function reportByException(fraction: number): (readings: Reading[]) => Reading[]
  * fault progressing over a weekend stop, gives exactly the readings the healthy machine gives: no method
  * can detect it. Replays the machine alone with and without the fault (the
  * simulator makes a machine independent of the rest of its fleet and of its faults until onset).
- * Returns the last event time before failure at which the readings differ (undefined: none differ), so a
- * missed run can say how far its fault had progressed while it could still be seen (on the calendar
+ * Returns the first and last event times before failure at which the readings differ (undefined: none
+ * differ), so a missed run can say when its fault could be seen: only late (a sensor frozen at 0 while its
+ * machine stood still, until the machine started minutes before failure) or only early (on the calendar
  * clock, a machine stopped for the weekend before the fault grew past its early stage).
  */
-function lastTrace(seed: number, startTs: number, stepMs: number, faultClock: FaultClock, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): number | undefined {
+function traceSpan(seed: number, startTs: number, stepMs: number, faultClock: FaultClock, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): { first: number; last: number } | undefined {
   const a = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock, faults: [fault] });
   const b = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock });
-  let last: number | undefined;
+  let span: { first: number; last: number } | undefined;
   while (a.nextTs <= failureTs) {
     const ra = a.step()[0];
     const rb = b.step()[0];
     if (!ra || !rb || ra.ts < onsetTs) continue;
-    if (JSON.stringify(ra.metrics) !== JSON.stringify(rb.metrics)) last = ra.ts;
+    if (JSON.stringify(ra.metrics) !== JSON.stringify(rb.metrics)) span = { first: span?.first ?? ra.ts, last: ra.ts };
   }
-  return last;
+  return span;
 }
 
 async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number; faultClock: FaultClock }): Promise<void> {
@@ -288,12 +291,12 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       // A detected fault was observable; otherwise replay (a sensor stuck at 0 while its machine is stopped,
       // or a wear fault whose whole onset-to-failure interval falls on a weekend stop, leaves no trace).
       const notified = (alerting.notices.get(l.machine) ?? []).find((n) => n.raisedAt >= l.onsetTs && n.raisedAt <= l.failureTs);
-      const trace = first !== undefined || notified !== undefined ? l.failureTs : lastTrace(seed, startTs, o.stepMs, o.faultClock, spec, req, l.onsetTs, l.failureTs);
+      const trace = first !== undefined || notified !== undefined ? { first: l.onsetTs, last: l.failureTs } : traceSpan(seed, startTs, o.stepMs, o.faultClock, spec, req, l.onsetTs, l.failureTs);
       const obs = trace !== undefined;
       // An alert during the fault for another reason (a weekend stop) is not a detection of the fault.
       // Alerts are followed as events (open and updates) so an open alert that later names the channel counts then.
       const attributed = (tr.events.get(l.machine) ?? []).find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs && a.event.contributors.some((c) => l.metrics.includes(c.metric)));
-      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace, progressAt: (ts) => fleet.progress(li, ts) });
+      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace?.last, firstTraceTs: trace?.first, progressAt: (ts) => fleet.progress(li, ts) });
     }
     for (const kind of MACHINE_KINDS) {
       const id = `${kind}-healthy`;
@@ -376,11 +379,18 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   const far = (hAlerts + fAlerts) / Math.max(hWeeks + fWeeks, 1e-9);
   console.log(`All: ${far.toFixed(2)} false alerts per machine-week (target <= 1)`);
   if (far > 1) allOk = false;
-  // A miss whose fault stopped showing early (its machine stood still until failure) says at what progress.
+  // A miss says when its fault could be seen: from what progress on (when not from onset), and until what
+  // progress (when its machine stood still from then until failure).
+  const before = (ts: number, r: FaultRun) => (r.failureTs - ts >= H ? `${((r.failureTs - ts) / H).toFixed(1)} h` : `${((r.failureTs - ts) / 60_000).toFixed(1)} min`);
   const missed = (r: FaultRun) => {
+    if (!r.observable) return 'MISSED';
+    const notes: string[] = [];
+    const f = r.firstTraceTs;
+    // Later than 1 % of the course after onset: worth saying (a reading or two after onset is no news).
+    if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${before(f, r)} before failure`);
     const u = traceOf(r);
-    if (!r.observable || u === '-') return 'MISSED';
-    return `MISSED (readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${((r.failureTs - (r.lastTraceTs as number)) / H).toFixed(1)} h before failure)`;
+    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${before(r.lastTraceTs as number, r)} before failure`);
+    return notes.length ? `MISSED (${notes.join('; ')})` : 'MISSED';
   };
   if (o.verbose) {
     console.log('\nFirst alert notification per fault run:');
