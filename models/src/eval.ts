@@ -381,15 +381,15 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   if (far > 1) allOk = false;
   // A miss says when its fault could be seen: from what progress on (when not from onset), and until what
   // progress (when its machine stood still from then until failure).
-  const before = (ts: number, r: FaultRun) => (r.failureTs - ts >= H ? `${((r.failureTs - ts) / H).toFixed(1)} h` : `${((r.failureTs - ts) / 60_000).toFixed(1)} min`);
+  const toFailure = (ts: number, r: FaultRun) => (r.failureTs - ts >= H ? `${((r.failureTs - ts) / H).toFixed(1)} h` : `${((r.failureTs - ts) / 60_000).toFixed(1)} min`);
   const missed = (r: FaultRun) => {
     if (!r.observable) return 'MISSED';
     const notes: string[] = [];
     const f = r.firstTraceTs;
     // Later than 1 % of the course after onset: worth saying (a reading or two after onset is no news).
-    if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${before(f, r)} before failure`);
+    if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${toFailure(f, r)} before failure`);
     const u = traceOf(r);
-    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${before(r.lastTraceTs as number, r)} before failure`);
+    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${toFailure(r.lastTraceTs as number, r)} before failure`);
     return notes.length ? `MISSED (${notes.join('; ')})` : 'MISSED';
   };
   if (o.verbose) {
