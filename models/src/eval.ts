@@ -155,6 +155,11 @@ function pct(x: number): string {
   return `${(100 * x).toFixed(0)}%`;
 }
 
+interface TraceSpan {
+  first: number;
+  last: number;
+}
+
 interface FaultRun {
   seed: number;
   kind: MachineKind;
@@ -171,10 +176,9 @@ interface FaultRun {
   attributed: Opened | undefined;
   /** False when the faulty machine's readings equal its fault-free twin's from onset to failure. */
   observable: boolean;
-  /** Missed runs: the last event time at which the readings differed from the fault-free twin's (failureTs when detected). */
-  lastTraceTs: number | undefined;
-  /** Missed runs: the first event time at which they differed (onsetTs when detected). */
-  firstTraceTs: number | undefined;
+  /** Missed runs: the first and last event times at which the readings differed from the fault-free twin's
+   * (onset to failure when detected; undefined when they never differed). */
+  trace: TraceSpan | undefined;
   /** First alert notification during the fault: opened, or an open alert's immediate update (see notifications). */
   notified: Notice | undefined;
   /** Immediate updates (not opens) of alerts on this machine before onset. */
@@ -221,10 +225,10 @@ function reportByException(fraction: number): (readings: Reading[]) => Reading[]
  * machine stood still, until the machine started minutes before failure) or only early (on the calendar
  * clock, a machine stopped for the weekend before the fault grew past its early stage).
  */
-function traceSpan(seed: number, startTs: number, stepMs: number, faultClock: FaultClock, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): { first: number; last: number } | undefined {
+function traceSpan(seed: number, startTs: number, stepMs: number, faultClock: FaultClock, spec: MachineSpec, fault: FaultRequest, onsetTs: number, failureTs: number): TraceSpan | undefined {
   const a = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock, faults: [fault] });
   const b = createFleet({ machines: [spec], seed, startTs, stepMs, faultClock });
-  let span: { first: number; last: number } | undefined;
+  let span: TraceSpan | undefined;
   while (a.nextTs <= failureTs) {
     const ra = a.step()[0];
     const rb = b.step()[0];
@@ -296,7 +300,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
       // An alert during the fault for another reason (a weekend stop) is not a detection of the fault.
       // Alerts are followed as events (open and updates) so an open alert that later names the channel counts then.
       const attributed = (tr.events.get(l.machine) ?? []).find((a) => a.raisedAt >= l.onsetTs && a.raisedAt <= l.failureTs && a.event.contributors.some((c) => l.metrics.includes(c.metric)));
-      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, lastTraceTs: trace?.last, firstTraceTs: trace?.first, progressAt: (ts) => fleet.progress(li, ts) });
+      runs.push({ seed, kind: l.kind, fault: l.fault, machine: l.machine, onsetTs: l.onsetTs, failureTs: l.failureTs, firstAlert: first, attributed, notified, updatesBefore: (alerting.notices.get(l.machine) ?? []).filter((n) => n.how !== 'opened' && n.raisedAt < l.onsetTs).length, falseBefore: before.length, beforeTexts: before.map((a) => `${new Date(a.raisedAt).toISOString()} (${((a.raisedAt - from) / H).toFixed(1)} h after scoring began) ${a.event.message}`), scoredBeforeMs: Math.max(0, l.onsetTs - from), observable: obs, trace, progressAt: (ts) => fleet.progress(li, ts) });
     }
     for (const kind of MACHINE_KINDS) {
       const id = `${kind}-healthy`;
@@ -339,7 +343,7 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure
   // (within 10 min of it: a machine reporting every minute or so has its last differing reading that far back).
   const traceOf = (r: FaultRun): string => {
-    const t = r.lastTraceTs;
+    const t = r.trace?.last;
     if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
     return r.progressAt(t).toFixed(2);
   };
@@ -385,11 +389,11 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   const missed = (r: FaultRun) => {
     if (!r.observable) return 'MISSED';
     const notes: string[] = [];
-    const f = r.firstTraceTs;
+    const f = r.trace?.first;
     // Later than 1 % of the course after onset: worth saying (a reading or two after onset is no news).
     if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${toFailure(f, r)} before failure`);
     const u = traceOf(r);
-    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${toFailure(r.lastTraceTs as number, r)} before failure`);
+    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${toFailure(r.trace?.last ?? r.failureTs, r)} before failure`);
     return notes.length ? `MISSED (${notes.join('; ')})` : 'MISSED';
   };
   if (o.verbose) {
