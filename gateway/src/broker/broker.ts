@@ -25,6 +25,7 @@ import type { IngestGate } from '../ingest/gate.js';
 import { Counter, Gauge } from 'prom-client';
 import mqttPacket from 'mqtt-packet';
 import { guardPacketSize, type OversizePacket } from './frame-guard.js';
+import { ExactlyOnce, type IncomingStore } from './exactly-once.js';
 import { GatewayAedes, type IndexLimits } from './routing.js';
 import { LoginThrottle, DEFAULT_THROTTLE, type ThrottleOptions } from '../auth/throttle.js';
 
@@ -116,6 +117,7 @@ export class Broker {
   private readonly dropped: Counter<'reason'>;
   private readonly drainTimedOut = new WeakSet<Client>();
   private readonly throttle: LoginThrottle;
+  private readonly exactlyOnce: ExactlyOnce;
   readonly maxPacketBytes: number;
   private readonly maxQueuedBytes: number;
   ports: BrokerPorts = { mqtt: 0 };
@@ -137,6 +139,12 @@ export class Broker {
       registers: [deps.metrics.registry],
     });
     for (const r of ['max_connections', 'packet_too_large', 'slow_consumer', 'drain_timeout']) this.dropped.inc({ reason: r }, 0);
+    const duplicates = new Counter({
+      name: 'smartops_mqtt_qos2_duplicates_total',
+      help: 'QoS 2 telemetry PUBLISHes resent with a packet id still awaiting PUBREL: acknowledged again, not stored again (MQTT-4.3.3-2)',
+      registers: [deps.metrics.registry],
+    });
+    this.exactlyOnce = new ExactlyOnce(() => (aedes as unknown as { persistence?: IncomingStore }).persistence, () => duplicates.inc());
     // Read at scrape time: a counter increment per message would cost more than the skip saves.
     let reported = 0;
     new Counter({
@@ -276,6 +284,12 @@ export class Broker {
       return done(new Error(`not authorized to publish to ${packet.topic}`));
     }
     if (!TELEMETRY_TOPIC_PATTERN.test(packet.topic) && !packet.topic.startsWith('machines/')) return done(null);
+    if (packet.qos === 2) return this.exactlyOnce.admit(client, packet, (d) => this.accept(client, packet, d), done);
+    this.accept(client, packet, done);
+  }
+
+  /** Validate and store a telemetry message; `done` is called after the durable commit (or the refusal). */
+  private accept(client: ClientWithIdentity, packet: PublishPacket, done: (error?: Error | null) => void): void {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     // Counted from here (also while held by the gate) so a graceful stop waits for it.
     this.inflight++;
