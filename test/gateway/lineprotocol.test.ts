@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { escapeMeasurement, escapeTag, formatPoint, formatStringField, readingToLine, TelemetryLines } from '../../gateway/src/sinks/lineprotocol.js';
+import { escapeMeasurement, escapeTag, formatPoint, formatStringField, metricOfFieldKey, readingToLine, telemetryFieldKey, TelemetryLines } from '../../gateway/src/sinks/lineprotocol.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
 
@@ -35,6 +35,18 @@ describe('line protocol escaping', () => {
       { machine: 'cnc-01', ts: 1700000000127, metrics: { v: 6, w: 7 } },
     ];
     for (const r of readings) expect(lines.line(r)).toBe(readingToLine(r, tagsFor(r.machine)));
+  });
+  it('stores a metric InfluxDB cannot keep under its name (time, a tag key, a 2.x reserved key) as <name>_, never over another metric', () => {
+    const r: Reading = { machine: 'm1', ts: 5, metrics: { time: 1, machine: 2, line: 3, _field: 4, temp_c: 5, time_: 6, Time: 7 } };
+    // time_ is a metric of its own here, so the renamed time takes time__.
+    expect(readingToLine(r, { line: 'l1' })).toBe('telemetry,line=l1,machine=m1 time__=1,machine_=2,line_=3,_field_=4,temp_c=5,time_=6,Time=7 5');
+    const lines = new TelemetryLines(() => ({ line: 'l1' }));
+    expect(lines.line(r)).toBe(readingToLine(r, { line: 'l1' }));
+    // The cache keeps no per-reading key: the next reading without time_ gets time_ again.
+    const r2: Reading = { machine: 'm1', ts: 6, metrics: { time: 8 } };
+    expect(lines.line(r2)).toBe('telemetry,line=l1,machine=m1 time_=8 6');
+    for (const name of ['time', 'machine', 'site', 'line', 'kind', '_measurement', 'temp_c', 'times']) expect(metricOfFieldKey(telemetryFieldKey(name, {}))).toBe(name);
+    expect(telemetryFieldKey('times', {})).toBe('times');
   });
   it('omits empty tags and refuses a point with no fields', () => {
     expect(formatPoint('m', { a: '' }, { v: { int: 3 } }, 5)).toBe('m v=3i 5');

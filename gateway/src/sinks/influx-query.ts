@@ -7,6 +7,7 @@
 import { InfluxDB, escape } from 'influx';
 import { ErrorCodes, GatewayError } from '../errors.js';
 import type { ReadingQuery, ReadingSource, StoredReading } from '../store/embedded.js';
+import { metricOfFieldKey, telemetryFieldKey, TELEMETRY_TAG_KEYS } from './lineprotocol.js';
 
 export interface InfluxQueryOptions {
   url: string;
@@ -17,8 +18,8 @@ export interface InfluxQueryOptions {
   timeoutMs: number;
 }
 
-/** Tag columns of the telemetry measurement: never reported as metrics. */
-const TAG_COLUMNS = new Set(['time', 'machine', 'site', 'line', 'kind']);
+/** Columns of the telemetry measurement that are not fields: never reported as metrics. */
+const TAG_COLUMNS = new Set(['time', ...TELEMETRY_TAG_KEYS]);
 
 export class InfluxReadingSource implements ReadingSource {
   private readonly client: InfluxDB;
@@ -40,7 +41,8 @@ export class InfluxReadingSource implements ReadingSource {
   }
 
   async queryReadings(q: ReadingQuery): Promise<StoredReading[]> {
-    const fields = q.metrics && q.metrics.length > 0 ? q.metrics.map((m) => escape.quoted(m)).join(', ') : '*';
+    // A reserved metric name (`time`, a tag key) is stored under another field key (lineprotocol.ts).
+    const fields = q.metrics && q.metrics.length > 0 ? q.metrics.map((m) => escape.quoted(telemetryFieldKey(m, {}))).join(', ') : '*';
     const where = [`"machine" = ${escape.stringLit(q.machine)}`];
     if (q.from !== undefined) where.push(`time >= ${Math.trunc(q.from)}ms`);
     if (q.to !== undefined) where.push(`time <= ${Math.trunc(q.to)}ms`);
@@ -57,7 +59,7 @@ export class InfluxReadingSource implements ReadingSource {
       let any = false;
       for (const [k, v] of Object.entries(row)) {
         if (TAG_COLUMNS.has(k) || typeof v !== 'number') continue;
-        metrics[k] = v;
+        metrics[metricOfFieldKey(k)] = v;
         any = true;
       }
       const t = row.time as Date | undefined;

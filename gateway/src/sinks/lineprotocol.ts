@@ -72,9 +72,44 @@ export function formatPoint(
 /** Tags a reading carries besides `machine` (from the machine registry). */
 export type ExtraTags = Record<string, string | undefined>;
 
+/** Tag keys of the `telemetry` measurement: `machine` and the machine registry's (config `machines`). */
+export const TELEMETRY_TAG_KEYS: readonly string[] = ['machine', 'site', 'line', 'kind'];
+
+/**
+ * Metric names InfluxDB cannot keep as a field of `telemetry` under their own name: `time` (InfluxDB
+ * 1.x drops such a field without an error, or refuses the point when it is the only field: "invalid
+ * field name"), the measurement's tag keys (a field named like a tag makes InfluxQL's
+ * `WHERE "machine" = ...` compare the field, so the machine's points vanish from queries), and the
+ * keys InfluxDB 2.x reserves (`_field`, `_measurement`; line protocol reference, "Naming restrictions").
+ */
+const RESERVED_FIELD_KEYS: ReadonlySet<string> = new Set(['time', '_field', '_measurement', ...TELEMETRY_TAG_KEYS]);
+
+/**
+ * The field key a metric is stored under: its own name, or for a reserved name the name with `_`
+ * appended (more than one while that is another metric of the same reading, so nothing is overwritten).
+ */
+export function telemetryFieldKey(name: string, metrics: Readonly<Record<string, number>>): string {
+  if (!RESERVED_FIELD_KEYS.has(name)) return name;
+  let key = `${name}_`;
+  while (Object.hasOwn(metrics, key)) key += '_';
+  return key;
+}
+
+/** Back from a stored field key to the metric name (`time_` -> `time`); other keys are the name. */
+export function metricOfFieldKey(key: string): string {
+  return key.endsWith('_') && RESERVED_FIELD_KEYS.has(key.slice(0, -1)) ? key.slice(0, -1) : key;
+}
+
+/** The reading's metrics under their stored field keys (see telemetryFieldKey). */
+function telemetryFields(metrics: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name in metrics) out[telemetryFieldKey(name, metrics)] = metrics[name] as number;
+  return out;
+}
+
 /** A reading as a `telemetry` point (ms precision): tag machine (+ registry tags), one float field per metric. */
 export function readingToLine(r: Reading, extraTags?: ExtraTags): string {
-  return formatPoint('telemetry', { ...extraTags, machine: r.machine }, r.metrics, r.ts);
+  return formatPoint('telemetry', { ...extraTags, machine: r.machine }, telemetryFields(r.metrics), r.ts);
 }
 
 /** Most series prefixes / field keys kept by TelemetryLines before it starts over (machine ids come from devices). */
@@ -107,10 +142,12 @@ export class TelemetryLines {
       if (!Number.isFinite(v)) continue;
       let key = this.keys.get(name);
       if (key === undefined) {
-        key = escapeFieldKey(name);
+        // '': a reserved name, whose key depends on the reading's other metrics (rare: not cached).
+        key = telemetryFieldKey(name, {}) === name ? escapeFieldKey(name) : '';
         if (this.keys.size >= MAX_CACHED) this.keys.clear();
         this.keys.set(name, key);
       }
+      if (key === '') key = escapeFieldKey(telemetryFieldKey(name, r.metrics));
       fields += fields === '' ? `${key}=${String(v)}` : `,${key}=${String(v)}`;
     }
     if (fields === '') throw new RangeError('point for telemetry has no fields');
