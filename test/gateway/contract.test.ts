@@ -82,6 +82,20 @@ describe('reading contract', () => {
     expect(detail(NOW - 40 * 86400_000)).not.toMatch(/looks like/);
   });
 
+  it('says when an out-of-range ISO ts has no UTC offset (read in the gateway\'s time zone)', () => {
+    // Three hours ahead in the gateway's own zone, written without an offset, as a PLC sending local time would.
+    const d = new Date(NOW + 3 * 3600_000);
+    const p2 = (n: number) => String(n).padStart(2, '0');
+    const local = `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}T${p2(d.getHours())}:${p2(d.getMinutes())}:00`;
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const r = parse(JSON.stringify({ ts: local, metrics: { a: 1 } }));
+    expect(r).toMatchObject({ ok: false, reason: 'timestamp_in_future' });
+    expect(!r.ok && r.detail).toContain(`(it has no UTC offset, so it was read in the gateway's time zone, ${zone}: send Z or +hh:mm`);
+    // With an offset the reader knows the zone: no hint.
+    const z = parse(JSON.stringify({ ts: new Date(NOW + 3 * 3600_000).toISOString(), metrics: { a: 1 } }));
+    expect(!z.ok && z.detail).not.toContain('UTC offset');
+  });
+
   it('rejects a batch whole when one reading is bad', () => {
     const r = parse(JSON.stringify({ readings: [{ metrics: { a: 1 } }, { metrics: {} }] }));
     expect(r).toMatchObject({ ok: false, reason: 'empty_metrics' });

@@ -128,6 +128,16 @@ function unitHint(ts: number, now: number, limits: ContractLimits): string {
   return '';
 }
 
+/**
+ * An ISO-8601 ts without a UTC offset is read in the gateway's time zone (ECMA-262 Date.parse, as
+ * ISO 8601 leaves it to the parties): a device sending local time to a gateway running in UTC (the
+ * container default) lands hours off. Said in the error, with the zone used.
+ */
+function zoneHint(raw: number | string): string {
+  if (typeof raw !== 'string' || /(Z|[+-]\d{2}:?\d{2})$/i.test(raw) || !raw.includes(':')) return '';
+  return ` (it has no UTC offset, so it was read in the gateway's time zone, ${Intl.DateTimeFormat().resolvedOptions().timeZone}: send Z or +hh:mm, or set the gateway's TZ)`;
+}
+
 export function parseTopic(topic: string): { ok: true; machine: string } | { ok: false; reason: RejectReason; detail: string } {
   // TELEMETRY_TOPIC_PATTERN by hand: the regex's match array was an allocation per message.
   const end = topic.length - TOPIC_SUFFIX.length;
@@ -195,10 +205,10 @@ function parseSingle(
       return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: expected epoch milliseconds or an ISO-8601 date-time${hint}` };
     }
     if (parsed > now + limits.maxFutureSkewMs) {
-      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${unitHint(parsed, now, limits)}` };
+      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${typeof r.data.ts === 'string' ? zoneHint(r.data.ts) : unitHint(parsed, now, limits)}` };
     }
     if (parsed < now - limits.maxAgeMs) {
-      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms${unitHint(parsed, now, limits)}` };
+      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms${typeof r.data.ts === 'string' ? zoneHint(r.data.ts) : unitHint(parsed, now, limits)}` };
     }
     ts = parsed;
   }
