@@ -186,8 +186,18 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     // --- ingest
     const rejects = new RejectLog(config.ingest.rejectsKept);
+    const overwriteLog = new RateLimitedLog(logger.child({ component: 'ingest' }), 60_000);
     const onAccepted = (rs: Reading[]): void => {
-      machines.record(rs);
+      const overwritten = machines.record(rs);
+      if (overwritten > 0) {
+        metrics.readingsOverwritten.inc(overwritten);
+        const machine = (rs[0] as Reading).machine;
+        overwriteLog.warn(
+          `overwrite:${machine}`,
+          { machine, readings: overwritten },
+          'machine sends readings with the same timestamp and other values: storage keeps one point per machine and millisecond, so the earlier values are overwritten (send a finer ts, or one reading per time)',
+        );
+      }
       detection.push(rs);
       alerts.onReadings(rs);
     };

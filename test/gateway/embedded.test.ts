@@ -107,6 +107,25 @@ describe('gateway on the embedded store', () => {
     for (const p of ['/health', '/ready', '/metrics', '/api/v1/machines', '/api/v1/machines/{id}/readings', '/api/v1/rejects']) expect(doc.body.paths).toHaveProperty([p]);
   });
 
+  it('counts readings that overwrite their predecessor (same ts, another value) and not those that merge or repeat', async () => {
+    const overwritten = async (): Promise<number> => Number(/^smartops_readings_overwritten_total (\S+)$/m.exec(await fetch(`${gw.httpUrl}/metrics`).then((x) => x.text()))?.[1]);
+    const before = await overwritten();
+    const t = Date.now() - 30_000;
+    // A device whose clock has whole seconds, sampling 4 times a second: 3 of 4 values are overwritten in storage.
+    await client.publishAsync('machines/mill-09/telemetry', JSON.stringify({ readings: [1, 2, 3, 4].map((i) => ({ ts: t, metrics: { temp_c: 40 + i } })) }), { qos: 1 });
+    // Other metrics at the same time merge; an identical resend changes nothing: neither counts.
+    await client.publishAsync('machines/mill-09/telemetry', JSON.stringify({ ts: t, metrics: { rpm: 900 } }), { qos: 1 });
+    await client.publishAsync('machines/mill-09/telemetry', JSON.stringify({ ts: t, metrics: { rpm: 900 } }), { qos: 1 });
+    await waitFor(async () => (await overwritten()) - before === 3, 5000, 'three overwrites counted');
+    const stored = await waitFor(async () => {
+      const x = await getJson<ReadingsBody>(`${gw.httpUrl}/api/v1/machines/mill-09/readings`);
+      return x.body.readings.length === 1 && x.body.readings[0]?.metrics.rpm === 900 ? x.body.readings : undefined;
+    });
+    // What storage kept: one point, the last temperature merged with the speed.
+    expect(stored[0]?.metrics).toEqual({ temp_c: 44, rpm: 900 });
+    expect(await overwritten()).toBe(before + 3);
+  });
+
   it('answers bad HTTP input with 4xx JSON errors naming the parameter', async () => {
     const cases: [string, number, RegExp][] = [
       ['/api/v1/machines/press-01/readings?limit=0', 400, /limit/],

@@ -33,6 +33,19 @@ interface State {
   lastArrival: number;
   readings: number;
   metrics: Set<string>;
+  /** The machine's previous reading in arrival order (its ts and metrics), for the overwrite check. */
+  prevTs: number;
+  prev: Readonly<Record<string, number>> | null;
+}
+
+/**
+ * True when `next` gives a metric of `prev` another value: the sinks keep one point per machine and
+ * millisecond (InfluxDB's series + timestamp identity; the embedded store's merge), so the earlier
+ * value is overwritten. Other metrics at the same time merge, and an identical resend changes nothing.
+ */
+function overwrites(prev: Readonly<Record<string, number>>, next: Readonly<Record<string, number>>): boolean {
+  for (const k in next) if (Object.hasOwn(prev, k) && prev[k] !== next[k]) return true;
+  return false;
 }
 
 /** Metric names kept per machine: a bound, so a misbehaving device cannot grow memory forever. */
@@ -67,22 +80,31 @@ export class MachineRegistry {
         lastArrival: r.last_arrival,
         readings: r.readings,
         metrics: new Set(JSON.parse(r.metrics) as string[]),
+        prevTs: Number.NaN,
+        prev: null,
       });
     }
     this.timer = setInterval(() => this.flush(), flushIntervalMs);
     this.timer.unref();
   }
 
-  record(readings: Reading[], arrival = Date.now()): void {
+  /**
+   * Account accepted readings. Returns how many of them overwrite a value of their machine's
+   * previous reading (same timestamp, another value for a metric: see `overwrites`), for the
+   * caller to count and log; a device that stamps several samples with one timestamp (a clock in
+   * whole seconds, say) loses all but the last of them in storage.
+   */
+  record(readings: Reading[], arrival = Date.now()): number {
     // One message's readings share a machine (its topic): look the state up once per run of them.
     let id: string | undefined;
     let s: State | undefined;
+    let overwritten = 0;
     for (const r of readings) {
       if (r.machine !== id || !s) {
         id = r.machine;
         s = this.state.get(id);
         if (!s) {
-          s = { firstTs: r.ts, lastTs: r.ts, lastArrival: arrival, readings: 0, metrics: new Set() };
+          s = { firstTs: r.ts, lastTs: r.ts, lastArrival: arrival, readings: 0, metrics: new Set(), prevTs: Number.NaN, prev: null };
           this.state.set(id, s);
         }
         s.lastArrival = arrival;
@@ -90,9 +112,13 @@ export class MachineRegistry {
       }
       if (r.ts < s.firstTs) s.firstTs = r.ts;
       if (r.ts > s.lastTs) s.lastTs = r.ts;
+      if (r.ts === s.prevTs && s.prev !== null && overwrites(s.prev, r.metrics)) overwritten++;
+      s.prevTs = r.ts;
+      s.prev = r.metrics;
       s.readings++;
       if (s.metrics.size < MAX_METRIC_NAMES) for (const m in r.metrics) s.metrics.add(m);
     }
+    return overwritten;
   }
 
   /** Registry tags for a machine (added to every telemetry point). */

@@ -59,6 +59,7 @@ export interface CoreMetrics {
   readingsAccepted: Counter;
   readingsTsFromArrival: Counter;
   messagesRejected: Counter<'reason'>;
+  readingsOverwritten: Counter;
   readingsDropped: Counter<'reason'>;
   mqttClientsConnected: Gauge;
   mqttConnections: Counter<'event'>;
@@ -88,6 +89,7 @@ export function createCoreMetrics(registry: Registry): CoreMetrics {
     readingsAccepted: new Counter({ name: 'smartops_readings_accepted_total', help: 'Readings validated and durably stored in the outbox', registers: [registry] }),
     readingsTsFromArrival: new Counter({ name: 'smartops_readings_ts_from_arrival_total', help: 'Accepted readings without ts (gateway arrival time used)', registers: [registry] }),
     messagesRejected: new Counter({ name: 'smartops_messages_rejected_total', help: 'Messages rejected, by reason', labelNames: ['reason'], registers: [registry] }),
+    readingsOverwritten: new Counter({ name: 'smartops_readings_overwritten_total', help: 'Accepted readings with the same timestamp as their machine\'s previous reading and another value for one of its metrics: storage keeps one point per machine and millisecond, so the earlier value is overwritten (the device stamps several samples with one time)', registers: [registry] }),
     readingsDropped: new Counter({ name: 'smartops_readings_dropped_total', help: 'Readings deleted without reaching the sink, by reason (e.g. outbox_full_drop_oldest)', labelNames: ['reason'], registers: [registry] }),
     mqttClientsConnected: new Gauge({ name: 'smartops_mqtt_clients_connected', help: 'Connected MQTT clients', registers: [registry] }),
     mqttConnections: new Counter({ name: 'smartops_mqtt_connection_events_total', help: 'MQTT client connects and disconnects', labelNames: ['event'], registers: [registry] }),
