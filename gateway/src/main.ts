@@ -137,7 +137,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     };
 
     // --- sink and where readings are read back from
-    const { sink, readings } = createSink(config, dataDir, tagsFor);
+    const { sink, readings } = createSink(config, dataDir, tagsFor, registry);
     await sink.init();
     cleanups.push(() => sink.close());
 

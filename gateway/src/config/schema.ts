@@ -227,6 +227,12 @@ export const coreConfigShape = {
   store: z
     .strictObject({
       retentionDays: z.number().min(0.01).default(7).describe('Embedded store: readings older than this are deleted.'),
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(4 * 1024 * 1024 * 1024)
+        .describe('Embedded store: disk budget of the readings (checked every minute); past it the oldest readings are deleted first, counted in smartops_store_readings_expired_total{reason="budget"}.'),
     })
     .prefault({})
     .describe('Embedded SQLite store (used when no InfluxDB is configured).'),

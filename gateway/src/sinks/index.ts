@@ -8,11 +8,17 @@ import { InfluxV1Sink } from './influx-v1.js';
 import { InfluxV2Sink } from './influx-v2.js';
 import type { ExtraTags } from './lineprotocol.js';
 import type { Sink } from './sink.js';
+import type { Registry } from 'prom-client';
 
-export function createSink(config: Config, dataDir: string, tagsFor: (machine: string) => ExtraTags | undefined): { sink: Sink; readings: ReadingSource } {
+export function createSink(
+  config: Config,
+  dataDir: string,
+  tagsFor: (machine: string) => ExtraTags | undefined,
+  registry?: Registry,
+): { sink: Sink; readings: ReadingSource } {
   const sinkType = resolveSinkType(config);
   if (sinkType === 'embedded') {
-    const store = new EmbeddedStore(dataDir, config.store.retentionDays * 86400_000);
+    const store = new EmbeddedStore(dataDir, { retentionMs: config.store.retentionDays * 86400_000, maxBytes: config.store.maxBytes, registry });
     return { sink: store, readings: store };
   }
   const inf = config.influx;
