@@ -11,8 +11,9 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { afterEach, expect, it } from 'vitest';
 import type { Reading } from '../../gateway/src/contract/reading.js';
+import mqtt from 'mqtt';
 import { startBareBroker } from '../helpers/broker.js';
-import { waitFor } from '../helpers/gateway.js';
+import { getJson, startTestGateway, waitFor } from '../helpers/gateway.js';
 import { sample } from '../security/helpers.js';
 
 const open: (() => Promise<unknown> | void)[] = [];
@@ -194,3 +195,20 @@ async function scrapeRegistry(registry: { metrics(): Promise<string> }): Promise
   }
   return out;
 }
+
+it('the whole gateway: QoS 2 readings from a library client are each stored once, none counted as a duplicate', async () => {
+  const gw = await startTestGateway();
+  open.push(() => gw.stop());
+  const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'press-q2-lib', reconnectPeriod: 0 });
+  open.push(() => c.endAsync(true));
+  const t0 = Date.now() - 60_000;
+  await Promise.all(Array.from({ length: 100 }, (_, i) => c.publishAsync('machines/press-q2/telemetry', JSON.stringify({ ts: t0 + i, metrics: { temp_c: i } }), { qos: 2 })));
+  const r = await waitFor(async () => {
+    const x = await getJson<{ readings: { ts: number }[] }>(`${gw.httpUrl}/api/v1/machines/press-q2/readings?limit=1000`);
+    return x.body.readings.length === 100 ? x.body.readings : undefined;
+  }, 10_000, '100 readings stored');
+  expect(new Set(r.map((x) => x.ts)).size).toBe(100);
+  const m = await fetch(`${gw.httpUrl}/metrics`).then((x) => x.text());
+  expect(m).toMatch(/^smartops_readings_accepted_total 100$/m);
+  expect(m).toMatch(/^smartops_mqtt_qos2_duplicates_total 0$/m);
+});
