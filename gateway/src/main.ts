@@ -232,6 +232,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         drainTimeoutMs: config.mqtt.drainTimeoutMs,
         maxInflightPerClient: config.mqtt.maxInflightPerClient,
         maxQueuedBytesPerClient: config.mqtt.maxQueuedBytesPerClient,
+        maxOfflineMessagesPerClient: config.mqtt.maxOfflineMessagesPerClient,
       },
       { ingest, acl, metrics, gate, logger: logger.child({ component: 'mqtt' }) },
     );

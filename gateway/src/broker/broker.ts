@@ -26,6 +26,7 @@ import { Counter, Gauge } from 'prom-client';
 import mqttPacket from 'mqtt-packet';
 import { guardPacketSize, type OversizePacket } from './frame-guard.js';
 import { ExactlyOnce, type IncomingStore } from './exactly-once.js';
+import { OfflineQueueBound, type OutgoingQueues } from './offline-queue.js';
 import { GatewayAedes, type IndexLimits } from './routing.js';
 import { LoginThrottle, DEFAULT_THROTTLE, type ThrottleOptions } from '../auth/throttle.js';
 
@@ -48,6 +49,8 @@ export interface BrokerOptions {
    * above it is disconnected (slow_consumer), so one stuck subscriber cannot grow memory.
    */
   maxQueuedBytesPerClient?: number;
+  /** QoS 1/2 messages queued for a persistent session while its client is offline (offline-queue.ts). */
+  maxOfflineMessagesPerClient?: number;
   /** Failed MQTT logins allowed per client address and window before it is refused unchecked. */
   loginThrottle?: ThrottleOptions;
   /** Bounds of the routing skip's filter index (routing.ts); tests lower them. */
@@ -55,6 +58,7 @@ export interface BrokerOptions {
 }
 
 export const DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT = 4 * 1024 * 1024;
+export const DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT = 1000;
 
 type Deliver = (packet: unknown, cb: () => void) => void;
 const noop = (): void => undefined;
@@ -144,6 +148,35 @@ export class Broker {
       help: 'QoS 2 telemetry PUBLISHes resent with a packet id still awaiting PUBREL: acknowledged again, not stored again (MQTT-4.3.3-2)',
       registers: [deps.metrics.registry],
     });
+    const offlineDropped = new Counter({
+      name: 'smartops_mqtt_offline_dropped_total',
+      help: 'QoS 1/2 messages not queued for an offline persistent session (CleanSession=0) because it already had mqtt.maxOfflineMessagesPerClient waiting',
+      registers: [deps.metrics.registry],
+    });
+    const persistence = (aedes as unknown as { persistence?: OutgoingQueues }).persistence;
+    if (persistence) {
+      const clients = (aedes as unknown as { clients: Record<string, unknown> }).clients;
+      const bound = new OfflineQueueBound(persistence, {
+        limit: opts.maxOfflineMessagesPerClient ?? DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT,
+        online: (id) => clients[id] !== undefined,
+        onDrop: (clientId) => {
+          offlineDropped.inc();
+          this.rlog.warn(
+            `offline_full:${clientId}`,
+            { clientId, limit: opts.maxOfflineMessagesPerClient ?? DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT },
+            'mqtt persistent session offline with a full queue: newer messages are not queued for it (reconnect it, or subscribe with a clean session if it does not need them)',
+          );
+        },
+      });
+      new Gauge({
+        name: 'smartops_mqtt_queued_messages',
+        help: 'QoS 1/2 messages held for persistent sessions (CleanSession=0): the backlog of offline clients plus those in flight to online ones',
+        registers: [deps.metrics.registry],
+        collect() {
+          this.set(bound.total());
+        },
+      });
+    }
     this.exactlyOnce = new ExactlyOnce(() => (aedes as unknown as { persistence?: IncomingStore }).persistence, () => duplicates.inc());
     // Read at scrape time: a counter increment per message would cost more than the skip saves.
     let reported = 0;

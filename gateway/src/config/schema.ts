@@ -118,6 +118,12 @@ export const coreConfigShape = {
         .min(64 * 1024)
         .default(4 * 1024 * 1024)
         .describe('Messages waiting to be sent to one subscriber, bytes. A client that stops reading is disconnected when it has more waiting, so it cannot grow the gateway\'s memory or hold up publishers.'),
+      maxOfflineMessagesPerClient: z
+        .number()
+        .int()
+        .min(1)
+        .default(1000)
+        .describe('QoS 1/2 messages kept for a persistent session (CleanSession=0) while its client is offline; newer ones are not queued for it and are counted in smartops_mqtt_offline_dropped_total (as Mosquitto\'s max_queued_messages).'),
     })
     .prefault({})
     .describe('Embedded MQTT broker (aedes).'),
