@@ -209,6 +209,8 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       logger: logger.child({ component: 'ingest' }),
       rejectLogIntervalMs: config.ingest.rejectLogIntervalMs,
       onAccepted,
+      maxMachines: config.ingest.maxMachines,
+      knownMachines: machines.ids(),
     });
 
     // --- back-pressure: the broker holds telemetry while one group commit's worth waits

@@ -159,6 +159,12 @@ export const coreConfigShape = {
       maxMetricsPerReading: z.number().int().min(1).default(256).describe('Most metrics in one reading.'),
       maxFutureSkewMs: ms.default(300000).describe('A reading timestamp further ahead of the gateway clock is rejected.'),
       maxAgeMs: ms.default(30 * 24 * 3600 * 1000).describe('A reading timestamp older than this is rejected.'),
+      maxMachines: z
+        .number()
+        .int()
+        .min(1)
+        .default(10000)
+        .describe('Most distinct machine ids the gateway takes readings from (those it knows from before a restart included); readings of a further, new id are rejected as too_many_machines. Bounds per-machine state and InfluxDB series when a device sends a wrong or changing id.'),
       rejectsKept: z.number().int().min(0).max(10000).default(100).describe('How many recent rejects GET /api/v1/rejects shows.'),
       rejectLogIntervalMs: ms.default(10000).describe('At most one reject log line per reason per interval (the rest are counted).'),
       maxPendingReadings: z

@@ -45,6 +45,7 @@ export const REJECT_REASONS = [
   'timestamp_in_future',
   'timestamp_too_old',
   'not_authorized',
+  'too_many_machines',
   'outbox_full',
   'internal_error',
 ] as const;

@@ -32,6 +32,10 @@ export interface IngestDeps {
   rejectLogIntervalMs: number;
   /** Called after a durable append, before the ack, for in-memory consumers (registry, detection). */
   onAccepted: (readings: Reading[]) => void;
+  /** Most distinct machine ids taken (ingest.maxMachines); unset = no limit. */
+  maxMachines?: number;
+  /** Machine ids known from before (the registry's, after a restart): they count and stay admitted. */
+  knownMachines?: Iterable<string>;
   now?: () => number;
 }
 
@@ -39,8 +43,11 @@ const MAX_DETAIL_CHARS = 300;
 
 export class Ingest {
   private readonly rlog: RateLimitedLog;
+  /** Machine ids admitted so far (bounded by maxMachines). */
+  private readonly machines: Set<string>;
   constructor(private readonly deps: IngestDeps) {
     this.rlog = new RateLimitedLog(deps.logger, deps.rejectLogIntervalMs);
+    this.machines = new Set(deps.knownMachines ?? []);
   }
 
   /** Largest payload ingest accepts; the broker sizes its packet limit from it. */
@@ -97,6 +104,15 @@ export class Ingest {
     }
     if (!parsed.ok) return done(this.reject(topic, payload, clientId, parsed.reason, parsed.detail));
     const readings = parsed.readings;
+    // One message is one machine's (its topic).
+    const machine = (readings[0] as Reading).machine;
+    if (!this.machines.has(machine)) {
+      const max = d.maxMachines ?? Number.POSITIVE_INFINITY;
+      if (this.machines.size >= max) {
+        return done(this.reject(topic, payload, clientId, 'too_many_machines', `machineId "${machine}" is new and the gateway already takes readings from ${this.machines.size} machines (ingest.maxMachines ${max}): check the device's id, or raise the limit`));
+      }
+      this.machines.add(machine);
+    }
     const stored = (e: Error | null): void => {
       if (e) return done(this.unavailable(e, topic, clientId, readings.length));
       done(this.accepted(readings));
