@@ -56,7 +56,7 @@ export interface EmbeddedStoreOptions {
 /**
  * The budget check deletes the oldest readings in passes of one statement each: the first of
  * BUDGET_FIRST_CHUNK readings, later ones sized from the bytes the previous pass freed per reading,
- * so it stops just under the budget; at most BUDGET_MAX_CHUNK readings per pass and
+ * so it stops not far under the budget (pages free up in steps); at most BUDGET_MAX_CHUNK readings per pass and
  * BUDGET_MAX_PASSES passes per check, so a budget far exceeded (a lowered maxBytes) is worked off over
  * several checks instead of in one long block of the event loop.
  */
