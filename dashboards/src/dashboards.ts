@@ -714,10 +714,10 @@ export function gatewayHealth(): Dashboard {
           12,
           ts(
             'Messages and readings per second',
-            'MQTT telemetry messages received, readings accepted and readings rejected per second.',
+            'MQTT telemetry messages received, readings accepted and readings rejected per second; dropped = deleted before InfluxDB had them (outbox full with drop-oldest, quarantine overflow, QoS 0 with the outbox full), overwritten = same machine and timestamp as the previous reading with another value (storage keeps one). Both should stay at 0.',
             'suffix: /s',
-            `SELECT ${rate('messages_received', 'messages')}, ${rate('readings_accepted', 'accepted')}, ${rate('readings_rejected', 'rejected')} FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY time($__interval), "host" fill(none)`,
-            { messages: 'number', accepted: 'number', rejected: 'number' },
+            `SELECT ${rate('messages_received', 'messages')}, ${rate('readings_accepted', 'accepted')}, ${rate('readings_rejected', 'rejected')}, ${rate('readings_dropped', 'dropped')}, ${rate('readings_overwritten', 'overwritten')} FROM "gateway" WHERE ${H} AND $timeFilter GROUP BY time($__interval), "host" fill(none)`,
+            { messages: 'number', accepted: 'number', rejected: 'number', dropped: 'number', overwritten: 'number' },
           ),
         ],
         [

@@ -315,6 +315,8 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           host,
           readingsAccepted: await counterSum(metrics.readingsAccepted),
           readingsRejected: rejected.reduce((a, v) => a + v.value, 0),
+          readingsDropped: await counterSum(metrics.readingsDropped),
+          readingsOverwritten: await counterSum(metrics.readingsOverwritten),
           messagesReceived: await counterSum(metrics.messagesReceived),
           outboxDepth: s.depth,
           outboxOldestAgeS: s.oldestArrival === null ? 0 : (now - s.oldestArrival) / 1000,

@@ -118,11 +118,15 @@ export function syntheticData(opts: SyntheticOptions): SyntheticData {
   let messages = 0;
   let cpu = 0;
   let writeErrors = 0;
+  let dropped = 0;
+  let overwritten = 0;
   const rejects: Record<string, number> = { invalid_json: 0, timestamp_in_future: 0 };
   for (let t = from; t <= to; t += 10_000) {
     accepted += machines.length * 10;
     messages += machines.length * 10 + 1;
     rejected += 1;
+    if (rnd() < 0.1) dropped += 1;
+    if (rnd() < 0.1) overwritten += 1;
     rejects.invalid_json = (rejects.invalid_json ?? 0) + 1;
     if (rnd() < 0.3) rejects.timestamp_in_future = (rejects.timestamp_in_future ?? 0) + 1;
     if (rnd() < 0.05) writeErrors += 1;
@@ -131,6 +135,8 @@ export function syntheticData(opts: SyntheticOptions): SyntheticData {
       `gateway,host=${host} ${fields({
         readings_accepted: { int: accepted },
         readings_rejected: { int: rejected },
+        readings_dropped: { int: dropped },
+        readings_overwritten: { int: overwritten },
         messages_received: { int: messages },
         outbox_depth: { int: Math.floor(rnd() * 50) },
         outbox_oldest_age_s: Math.round(rnd() * 2000) / 1000,

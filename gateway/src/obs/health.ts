@@ -21,6 +21,10 @@ export interface HealthSnapshot {
   host: string;
   readingsAccepted: number;
   readingsRejected: number;
+  /** Readings deleted before the sink had them (smartops_readings_dropped_total, every reason). */
+  readingsDropped: number;
+  /** Readings that overwrote a value of their machine's previous reading (same timestamp). */
+  readingsOverwritten: number;
   messagesReceived: number;
   outboxDepth: number;
   outboxOldestAgeS: number;
@@ -48,6 +52,8 @@ export function healthLines(s: HealthSnapshot, ts: number): string[] {
       {
         readings_accepted: int(s.readingsAccepted),
         readings_rejected: int(s.readingsRejected),
+        readings_dropped: int(s.readingsDropped),
+        readings_overwritten: int(s.readingsOverwritten),
         messages_received: int(s.messagesReceived),
         outbox_depth: int(s.outboxDepth),
         outbox_oldest_age_s: s.outboxOldestAgeS,
