@@ -153,17 +153,19 @@ export class Broker {
       help: 'QoS 1/2 messages not queued for an offline persistent session (CleanSession=0) because it already had mqtt.maxOfflineMessagesPerClient waiting',
       registers: [deps.metrics.registry],
     });
-    const persistence = (aedes as unknown as { persistence?: OutgoingQueues }).persistence;
+    // aedes' own in-memory persistence (GatewayAedes refuses any other).
+    const persistence = (aedes as unknown as { persistence?: OutgoingQueues & IncomingStore }).persistence;
     if (persistence) {
       const clients = (aedes as unknown as { clients: Record<string, unknown> }).clients;
+      const limit = opts.maxOfflineMessagesPerClient ?? DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT;
       const bound = new OfflineQueueBound(persistence, {
-        limit: opts.maxOfflineMessagesPerClient ?? DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT,
+        limit,
         online: (id) => clients[id] !== undefined,
         onDrop: (clientId) => {
           offlineDropped.inc();
           this.rlog.warn(
             `offline_full:${clientId}`,
-            { clientId, limit: opts.maxOfflineMessagesPerClient ?? DEFAULT_MAX_OFFLINE_MESSAGES_PER_CLIENT },
+            { clientId, limit },
             'mqtt persistent session offline with a full queue: newer messages are not queued for it (reconnect it, or subscribe with a clean session if it does not need them)',
           );
         },
@@ -177,7 +179,7 @@ export class Broker {
         },
       });
     }
-    this.exactlyOnce = new ExactlyOnce(() => (aedes as unknown as { persistence?: IncomingStore }).persistence, () => duplicates.inc());
+    this.exactlyOnce = new ExactlyOnce(() => persistence, () => duplicates.inc());
     // Read at scrape time: a counter increment per message would cost more than the skip saves.
     let reported = 0;
     new Counter({
