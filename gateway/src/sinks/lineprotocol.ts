@@ -143,7 +143,7 @@ export class TelemetryLines {
       let key = this.keys.get(name);
       if (key === undefined) {
         // '': a reserved name, whose key depends on the reading's other metrics (rare: not cached).
-        key = telemetryFieldKey(name, {}) === name ? escapeFieldKey(name) : '';
+        key = RESERVED_FIELD_KEYS.has(name) ? '' : escapeFieldKey(name);
         if (this.keys.size >= MAX_CACHED) this.keys.clear();
         this.keys.set(name, key);
       }
