@@ -18,56 +18,23 @@
  * while the anomaly condition is open at its time. Point-wise precision, recall, F1, FAR, MAR over all
  * test parts together (FAR = FP/(FP+TN)*100, MAR = FN/(FN+TP)*100).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parse as parseCsv } from 'csv-parse/sync';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { alertsConfigSchema, createAlerts, type AlertTransition } from '../../gateway/src/alerts/index.js';
 import type { ConditionEvent, WindowScore } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
-import { createDetection, detectionConfigSchema, type DetectionConfig } from '../../gateway/src/detect/index.js';
+import { createDetection } from '../../gateway/src/detect/index.js';
+import { evaluateCsvDir, scoresOf, type Confusion, type CsvEvalOptions } from './csv-eval.js';
+import { configFrom, median, track, type Opened } from './eval-common.js';
 import { createFleet, FAULT_CLOCKS, FAULTS, faultsForKind, MACHINE_KINDS, type FaultClock, type FaultRequest, type FaultType, type MachineKind, type MachineSpec } from '../../simulators/src/index.js';
 
 const H = 3_600_000;
 const DAY = 24 * H;
 const WEEK = 7 * DAY;
-
-function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
-  const parts = path.split('.');
-  let o = obj;
-  for (const p of parts.slice(0, -1)) {
-    if (typeof o[p] !== 'object' || o[p] === null) o[p] = {};
-    o = o[p] as Record<string, unknown>;
-  }
-  o[parts[parts.length - 1] as string] = value;
-}
-
-/** `--set a.b=1` overrides (for experiments); values parsed as JSON when possible. */
-function configFrom(sets: readonly string[], base: Record<string, unknown> = {}): DetectionConfig {
-  const raw: Record<string, unknown> = structuredClone(base);
-  for (const s of sets) {
-    const i = s.indexOf('=');
-    if (i < 0) throw new Error(`--set ${s}: expected path=value`);
-    const v = s.slice(i + 1);
-    let parsed: unknown = v;
-    try {
-      parsed = JSON.parse(v);
-    } catch {
-      /* plain string */
-    }
-    setPath(raw, s.slice(0, i), parsed);
-  }
-  return detectionConfigSchema.parse(raw);
-}
-
-interface Opened {
-  /** Window end at which the condition opened (the moment an alert would be raised). */
-  raisedAt: number;
-  event: ConditionEvent;
-}
 
 /** An alert transition as a user receives it, at the event time of the window that caused it. */
 interface Notice {
@@ -101,54 +68,6 @@ async function notifications(det: Awaited<ReturnType<typeof createDetection>>, d
   });
   det.on('condition', (e: ConditionEvent) => alerts.onCondition(e));
   return { notices, opened: () => opened, close: () => alerts.close() };
-}
-
-interface Tracker {
-  opens: Map<string, Opened[]>;
-  /** Every active condition event (opens and updates). */
-  events: Map<string, Opened[]>;
-  clears: Map<string, number[]>;
-  lastEnd: Map<string, number>;
-  scoringFrom: Map<string, number>;
-  lastScored: Map<string, number>;
-}
-
-function track(det: Awaited<ReturnType<typeof createDetection>>): Tracker {
-  const t: Tracker = { opens: new Map(), events: new Map(), clears: new Map(), lastEnd: new Map(), scoringFrom: new Map(), lastScored: new Map() };
-  det.on('score', (s: WindowScore) => {
-    t.lastEnd.set(s.machine, s.windowEnd);
-    if (s.phase === 'scoring') {
-      if (!t.scoringFrom.has(s.machine)) t.scoringFrom.set(s.machine, s.windowEnd);
-      t.lastScored.set(s.machine, s.windowEnd);
-    }
-  });
-  det.on('condition', (e: ConditionEvent) => {
-    const at = t.lastEnd.get(e.machine) ?? e.eventTs;
-    if (e.active) {
-      const ev = t.events.get(e.machine) ?? [];
-      ev.push({ raisedAt: at, event: e });
-      t.events.set(e.machine, ev);
-      const list = t.opens.get(e.machine) ?? [];
-      // An update of an open condition is not a new alert.
-      const clears = t.clears.get(e.machine) ?? [];
-      const lastOpen = list[list.length - 1];
-      const isNew = !lastOpen || clears.some((c) => c > lastOpen.raisedAt);
-      if (isNew) list.push({ raisedAt: at, event: e });
-      t.opens.set(e.machine, list);
-    } else {
-      const c = t.clears.get(e.machine) ?? [];
-      c.push(at);
-      t.clears.set(e.machine, c);
-    }
-  });
-  return t;
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 function pct(x: number): string {
@@ -409,82 +328,28 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   console.log(`\nTargets (>= 95% detection and median lead >= 0.5 per fault type, <= 1 false alert per machine-week): ${allOk ? 'MET' : 'NOT MET'}`);
 }
 
-async function csvEval(o: { dir: string; label: string; exclude: string[]; trainRows: number; sets: string[] }): Promise<void> {
-  // Recorded data: windows sized to the data (generic: 10 samples long, hop 1 sample at the median
-  // sampling interval), baseline = the training rows, so the same facade scores it.
-  const files = readdirSync(o.dir).filter((f) => f.endsWith('.csv')).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
-  let tp = 0;
-  let fp = 0;
-  let tn = 0;
-  let fn = 0;
-  const logger = pino({ level: 'warn' });
-  for (const file of files) {
-    const text = readFileSync(join(o.dir, file), 'utf8');
-    const delimiter = (text.split('\n')[0] ?? '').includes(';') ? ';' : ',';
-    const rows = parseCsv(text, { delimiter, columns: true, skip_empty_lines: true, trim: true }) as Array<Record<string, string>>;
-    if (rows.length <= o.trainRows) continue;
-    const header = Object.keys(rows[0] ?? {});
-    const timeCol = header.find((h) => /^(datetime|timestamp|time|ts|date)$/i.test(h)) ?? (header[0] as string);
-    const skip = new Set([timeCol, o.label, ...o.exclude]);
-    const metricCols = header.filter((h) => !skip.has(h));
-    const name = (h: string) => h.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
-    const ts = rows.map((r) => Date.parse(`${(r[timeCol] ?? '').replace(' ', 'T')}Z`));
-    const dts = ts.slice(1).map((t, i) => t - (ts[i] as number)).filter((d) => d > 0);
-    const step = Math.max(1000, median(dts) || 1000);
-    // Event time must be strictly increasing for a replay; SKAB has duplicate seconds, so use row index x step.
-    const t0 = ts[0] as number;
-    const base = {
-      windowMs: Math.round(step * 10),
-      hopMs: Math.round(step),
-      latenessMs: 0,
-      baseline: { durationMs: Math.max(60_000, (o.trainRows - 10) * step), minWindows: 10 },
-    };
-    const cfg = configFrom(o.sets, base as Record<string, unknown>);
-    const dir = mkdtempSync(join(tmpdir(), 'smartops-eval-csv-'));
-    const det = await createDetection(cfg, { dataDir: dir, logger, manualFlush: true });
-    const tr = track(det);
-    const machine = name(file.replace(/\.csv$/, ''));
-    const readings: Reading[] = rows.map((r, i) => {
-      const metrics: Record<string, number> = {};
-      for (const c of metricCols) {
-        const v = Number(r[c]);
-        if (Number.isFinite(v)) metrics[name(c)] = v;
-      }
-      return { machine, ts: t0 + i * step, metrics };
-    });
-    det.push(readings);
-    det.tick(Number.MAX_SAFE_INTEGER);
-    await det.flush();
-    // Open intervals of the condition.
-    const opens = (tr.opens.get(machine) ?? []).map((a) => a.raisedAt);
-    const clears = tr.clears.get(machine) ?? [];
-    const isOpen = (t: number) => {
-      let open = false;
-      const ev = [...opens.map((x) => ({ t: x, o: true })), ...clears.map((x) => ({ t: x, o: false }))].sort((a, b) => a.t - b.t);
-      for (const e of ev) {
-        if (e.t > t) break;
-        open = e.o;
-      }
-      return open;
-    };
-    for (let i = o.trainRows; i < rows.length; i++) {
-      const truth = Number(rows[i]?.[o.label]) === 1;
-      const pred = isOpen(readings[i]?.ts as number);
-      if (truth && pred) tp++;
-      else if (truth) fn++;
-      else if (pred) fp++;
-      else tn++;
-    }
-    await det.close();
-    rmSync(dir, { recursive: true, force: true });
+async function csvEval(o: CsvEvalOptions & { verbose: boolean }): Promise<void> {
+  const res = await evaluateCsvDir(o);
+  const f = (x: number): string => x.toFixed(3);
+  const line = (c: Confusion): string => {
+    const s = scoresOf(c);
+    return `precision ${f(s.precision)}  recall ${f(s.recall)}  F1 ${f(s.f1)}  FAR ${s.far.toFixed(2)}%  MAR ${s.mar.toFixed(2)}%`;
+  };
+  let columns = '';
+  for (const r of res.files) {
+    // The columns are printed when they change, so a label used as an input (a forgotten --exclude) shows.
+    const cols = `metrics ${r.metrics.join(', ')}; left out: ${r.leftOut.map((l) => `${l.column} (${l.reason})`).join(', ')}`;
+    if (cols !== columns) console.log(`  ${cols}`);
+    columns = cols;
+    const test = r.tp + r.fp + r.fn + r.tn;
+    console.log(`${r.file}: ${r.rows} rows (${r.trainRows} baseline, ${test} scored, ${r.labelled} labelled anomalous), step ${r.stepMs / 1000} s, ${r.alerts.length} alert(s)${r.skippedRows ? `, ${r.skippedRows} row(s) unreadable` : ''}: TP ${r.tp} FP ${r.fp} FN ${r.fn} TN ${r.tn}; ${line(r)}`);
+    if (o.verbose) for (const a of r.alerts) console.log(`    row ${a.row}: ${a.message}${a.contributors ? ` (${a.contributors})` : ''}`);
   }
-  const f1 = tp / (tp + (fn + fp) / 2);
-  const far = (fp / Math.max(1, fp + tn)) * 100;
-  const mar = (fn / Math.max(1, fn + tp)) * 100;
-  const precision = tp / Math.max(1, tp + fp);
-  const recall = tp / Math.max(1, tp + fn);
-  console.log(`files: ${files.length}, test rows: ${tp + fp + tn + fn}`);
-  console.log(`precision ${precision.toFixed(3)}  recall ${recall.toFixed(3)}  F1 ${f1.toFixed(3)}  FAR ${far.toFixed(2)}%  MAR ${mar.toFixed(2)}%`);
+  for (const s of res.skippedFiles) console.log(`${s.file}: not scored: ${s.reason}`);
+  const t = res.totals;
+  console.log(`files: ${res.files.length}, test rows: ${t.tp + t.fp + t.tn + t.fn}`);
+  console.log(line(t));
+  if (o.label === null) console.log('(no labels: every row is normal, so only FAR is meaningful)');
 }
 
 async function main(): Promise<void> {
@@ -501,6 +366,7 @@ async function main(): Promise<void> {
       'csv-dir': { type: 'string' },
       'label-column': { type: 'string', default: 'anomaly' },
       exclude: { type: 'string', multiple: true, default: [] },
+      'no-labels': { type: 'boolean', default: false },
       'train-rows': { type: 'string', default: '400' },
       deadband: { type: 'string', default: '0' },
       'fault-clock': { type: 'string', default: 'operating' },
@@ -508,7 +374,7 @@ async function main(): Promise<void> {
   });
   const sets = values.set ?? [];
   if (values['csv-dir']) {
-    await csvEval({ dir: values['csv-dir'], label: values['label-column'] ?? 'anomaly', exclude: (values.exclude ?? []).flatMap((e) => e.split(',')), trainRows: Number(values['train-rows']), sets });
+    await csvEval({ dir: values['csv-dir'], label: values['no-labels'] ? null : (values['label-column'] ?? 'anomaly'), exclude: (values.exclude ?? []).flatMap((e) => e.split(',')), trainRows: Number(values['train-rows']), sets, verbose: values.verbose ?? false });
     return;
   }
   const faults = values.faults ? values.faults.split(',').map((f) => f.trim()) : null;

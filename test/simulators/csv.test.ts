@@ -112,9 +112,9 @@ describe('readCsvReadings', () => {
     const rows: CsvRow[] = [];
     for await (const r of readCsvReadings(path, plan, stats)) rows.push(r);
     expect(rows).toEqual([
-      { line: 2, ts: Date.UTC(2025, 2, 3, 10, 0, 0), metrics: { temp: 20.5, flow: 100 } },
-      { line: 3, ts: Date.UTC(2025, 2, 3, 10, 0, 1), metrics: { temp: 20.6 } },
-      { line: 7, ts: Date.UTC(2025, 2, 3, 10, 0, 5), metrics: { temp: 20.9, flow: 102 } },
+      { line: 2, ts: Date.UTC(2025, 2, 3, 10, 0, 0), metrics: { temp: 20.5, flow: 100 }, cells: ['2025-03-03T10:00:00Z', '20.5', '100', 'a'] },
+      { line: 3, ts: Date.UTC(2025, 2, 3, 10, 0, 1), metrics: { temp: 20.6 }, cells: ['2025-03-03T10:00:01Z', '20.6', 'abc', 'a'] },
+      { line: 7, ts: Date.UTC(2025, 2, 3, 10, 0, 5), metrics: { temp: 20.9, flow: 102 }, cells: ['2025-03-03T10:00:05Z', '20.9', '102', 'b'] },
     ]);
     expect(stats).toMatchObject({ rows: 6, parsed: 3, badCells: 1, skipped: { bad_timestamp: 1, column_count: 1, no_values: 1, malformed: 0 } });
     expect(stats.examples.map((e) => [e.line, e.reason])).toEqual([

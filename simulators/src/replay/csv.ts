@@ -48,6 +48,8 @@ export interface CsvRow {
   line: number;
   ts: number;
   metrics: Record<string, number>;
+  /** The row's cells as read (trimmed), header order: for columns that are not metrics (e.g. a label). */
+  cells: readonly string[];
 }
 
 export interface CsvStats {
@@ -324,7 +326,7 @@ export async function* readCsvReadings(path: string, plan: CsvPlan, stats: CsvSt
       continue;
     }
     stats.parsed++;
-    yield { line, ts, metrics };
+    yield { line, ts, metrics, cells: record };
   }
   return stats;
 }
