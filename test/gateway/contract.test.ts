@@ -15,6 +15,17 @@ describe('reading contract', () => {
     expect(c.ok && c.readings[0]).toEqual({ machine: 'press-01', ts: NOW, metrics: { x: 0 }, tsFromArrival: true });
   });
 
+  it('ignores a UTF-8 byte order mark before the JSON (RFC 8259 section 8.1)', () => {
+    const r = parseTelemetry(T, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"ts":1780315200000,"metrics":{"a":2}}')]), NOW);
+    expect(r).toEqual({ ok: true, readings: [{ machine: 'press-01', ts: 1780315200000, metrics: { a: 2 } }] });
+    // Only at the start: a BOM anywhere else is not JSON whitespace.
+    expect(parse('{"metrics":\ufeff{"a":2}}')).toMatchObject({ ok: false, reason: 'invalid_json' });
+  });
+
+  it('says an empty payload is empty', () => {
+    expect(parse('')).toEqual({ ok: false, reason: 'invalid_json', detail: 'payload is empty (0 bytes): send one JSON reading or a batch' });
+  });
+
   it('accepts a batch', () => {
     const r = parse(JSON.stringify({ readings: [{ ts: NOW - 2, metrics: { a: 1 } }, { ts: NOW - 1, metrics: { a: 2 } }] }));
     expect(r.ok && r.readings.map((x) => x.metrics.a)).toEqual([1, 2]);

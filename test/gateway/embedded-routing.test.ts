@@ -25,6 +25,8 @@ interface TestBroker {
   stored: Reading[];
   unrouted(): Promise<number>;
   filters(): Promise<number>;
+  /** The non-zero `smartops_messages_rejected_total` lines of /metrics. */
+  rejected(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,7 @@ async function startBroker(o: Partial<BrokerOptions> = {}, users: MqttUser[] = [
     stored,
     unrouted: () => metric('smartops_mqtt_publishes_unrouted_total'),
     filters: () => metric('smartops_mqtt_routing_filters'),
+    rejected: async () => (await registry.metrics()).split('\n').filter((l) => l.startsWith('smartops_messages_rejected_total{') && !l.endsWith(' 0')).join('\n'),
     close,
   };
   open.push(() => tb.close());
@@ -235,6 +238,23 @@ describe('routing skip over TCP', () => {
     await waitFor(() => got.length === 1, 5000, 'the retained message');
     expect(got[0]?.retain).toBe(true);
     expect((JSON.parse(got[0]?.payload ?? '{}') as { metrics: { temp_c: number } }).metrics.temp_c).toBe(23);
+  });
+
+  it('an empty retained publish clears the retained reading and is not a rejected message (MQTT-3.3.1-10)', async () => {
+    const b = await startBroker();
+    const pub = await connect(b.url, { clientId: 'press-05' });
+    await pub.publishAsync('machines/press-05/telemetry', reading(5), { qos: 1, retain: true });
+    await pub.publishAsync('machines/press-05/telemetry', '', { qos: 1, retain: true });
+    // Not retained: an empty payload is still no reading.
+    await pub.publishAsync('machines/press-05/telemetry', '', { qos: 1 });
+    expect(b.stored).toHaveLength(1);
+    expect(await b.rejected()).toBe('smartops_messages_rejected_total{reason="invalid_json"} 1');
+    const sub = await connect(b.url, { clientId: 'late-5' });
+    const got = collect(sub);
+    await sub.subscribeAsync('machines/press-05/telemetry', { qos: 1 });
+    // A retained reading would arrive at once; give it time to.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toEqual([]);
   });
 
   it('delivers a will and $SYS messages', async () => {

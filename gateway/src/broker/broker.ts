@@ -319,6 +319,9 @@ export class Broker {
       return done(new Error(`not authorized to publish to ${packet.topic}`));
     }
     if (!TELEMETRY_TOPIC_PATTERN.test(packet.topic) && !packet.topic.startsWith('machines/')) return done(null);
+    // A retained PUBLISH with an empty payload removes the topic's retained message (MQTT-3.3.1-10):
+    // an MQTT housekeeping action that carries no reading, so it is neither stored nor a rejection.
+    if (packet.retain && packet.payload.length === 0) return done(null);
     if (packet.qos === 2) return this.exactlyOnce.admit(client, packet, (d) => this.accept(client, packet, d), done);
     this.accept(client, packet, done);
   }

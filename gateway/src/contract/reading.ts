@@ -235,11 +235,15 @@ export function parseTelemetry(
   if (size > limits.maxPayloadBytes) {
     return { ok: false, reason: 'payload_too_large', detail: `payload is ${size} bytes, limit is ${limits.maxPayloadBytes}` };
   }
+  if (size === 0) return { ok: false, reason: 'invalid_json', detail: 'payload is empty (0 bytes): send one JSON reading or a batch' };
   let json: unknown;
   try {
     // Decoded in place (Buffer.from(buffer) would copy the payload first).
-    const text =
+    let text =
       typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
+    // A UTF-8 byte order mark (some Windows/.NET writers add one): RFC 8259 section 8.1 lets a parser
+    // ignore it, and JSON.parse would refuse it.
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     json = JSON.parse(text);
   } catch (e) {
     return { ok: false, reason: 'invalid_json', detail: `payload is not JSON: ${(e as Error).message}` };
