@@ -81,6 +81,19 @@ describe('reading contract', () => {
     expect(parse(`{"ts":${NOW + 500},"metrics":{"a":1}}`, T, skew).ok).toBe(true);
   });
 
+  it('names what a bad ts was', () => {
+    const detail = (payload: string) => {
+      const r = parse(payload);
+      return r.ok ? '' : `${r.reason}: ${r.detail}`;
+    };
+    expect(detail(`{"ts":"${NOW}","metrics":{"a":1}}`)).toBe(`bad_timestamp: ts: "${NOW}" is not epoch milliseconds or an ISO-8601 date-time (a number in a string: send it as a JSON number)`);
+    expect(detail('{"ts":"yesterday","metrics":{"a":1}}')).toBe('bad_timestamp: ts: "yesterday" is not epoch milliseconds or an ISO-8601 date-time');
+    expect(detail('{"ts":null,"metrics":{"a":1}}')).toBe('invalid_schema: ts: expected epoch milliseconds (a JSON number) or an ISO-8601 date-time string, got null');
+    expect(detail('{"ts":"","metrics":{"a":1}}')).toBe('bad_timestamp: ts: "" is not epoch milliseconds or an ISO-8601 date-time');
+    expect(detail(`{"ts":"2026-06-01T12:00:00Z${'x'.repeat(100)}","metrics":{"a":1}}`)).toMatch(/^bad_timestamp: ts: "2026-06-01T12:00:00Zx{20}\.\.\." is not/);
+    expect(detail('{"readings":[{"ts":true,"metrics":{"a":1}}]}')).toMatch(/^invalid_schema: readings\.0\.ts: .*, got boolean$/);
+  });
+
   it('says when an out-of-range ts looks like seconds, microseconds or nanoseconds', () => {
     const detail = (ts: number) => {
       const r = parse(`{"ts":${ts},"metrics":{"a":1}}`);

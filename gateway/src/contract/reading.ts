@@ -73,10 +73,10 @@ export type ParseResult =
   | { ok: true; readings: Reading[] }
   | { ok: false; reason: RejectReason; detail: string };
 
-const tsSchema = z.union([
-  z.number().finite(),
-  z.string().min(1).max(64),
-]);
+// A string's content is checked by parseTs (bad_timestamp, naming the value); here only the JSON type.
+const tsSchema = z.union([z.number().finite(), z.string()], {
+  error: (iss) => `expected epoch milliseconds (a JSON number) or an ISO-8601 date-time string, got ${typeName(iss.input)}`,
+});
 
 /** What JSON.parse gives for a JSON object (the only kind of value `metrics` may be). */
 function isJsonObject(v: unknown): v is Record<string, unknown> {
@@ -99,6 +99,8 @@ const singleSchema = z
   .strict();
 
 const batchSchema = z.object({ readings: z.array(z.unknown()) }).strict();
+
+const NUMBER_STRING = /^\s*[+-]?\d+(\.\d+)?([eE][+-]?\d+)?\s*$/;
 
 // ISO-8601 with a date and time; Date.parse alone accepts too much (e.g. "1").
 const ISO_RE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$/;
@@ -159,7 +161,8 @@ function truncate(s: string, n = 80): string {
 function zodDetail(err: z.ZodError, prefix: string): string {
   const issue = err.issues[0];
   if (!issue) return 'invalid payload';
-  const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+  // `prefix` is a batch reading's `readings.<i>.`: without its dot here, or the path reads `readings.0..ts`.
+  const path = [prefix.replace(/\.$/, ''), ...issue.path.map(String)].filter(Boolean).join('.');
   return `${path || '(root)'}: ${issue.message}`;
 }
 
@@ -202,8 +205,12 @@ function parseSingle(
   } else {
     const parsed = parseTs(r.data.ts);
     if (parsed === undefined) {
-      const hint = typeof r.data.ts === 'number' && Number.isFinite(r.data.ts) ? unitHint(r.data.ts, now, limits) : '';
-      return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: expected epoch milliseconds or an ISO-8601 date-time${hint}` };
+      const raw = r.data.ts;
+      // Epoch milliseconds written as a string ("1767225600000"): a common serialiser habit, said plainly.
+      const digits = typeof raw === 'string' && NUMBER_STRING.test(raw);
+      const hint = digits ? ' (a number in a string: send it as a JSON number)' : typeof raw === 'number' ? unitHint(raw, now, limits) : '';
+      const shown = typeof raw === 'string' ? `"${truncate(raw, 40)}"` : String(raw);
+      return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: ${shown} is not epoch milliseconds or an ISO-8601 date-time${hint}` };
     }
     if (parsed > now + limits.maxFutureSkewMs) {
       return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${typeof r.data.ts === 'string' ? zoneHint(r.data.ts) : unitHint(parsed, now, limits)}` };
