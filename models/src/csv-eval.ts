@@ -63,7 +63,7 @@ export interface CsvFileResult extends Confusion {
 
 export interface CsvEvalResult {
   files: CsvFileResult[];
-  /** Files not scored, and why (too few rows for a baseline and a test part). */
+  /** Files not scored, and why (no label column; too few rows for a baseline and a test part). */
   skippedFiles: { file: string; reason: string }[];
   totals: Confusion;
 }
@@ -102,21 +102,22 @@ export function parseLabel(raw: string): boolean | undefined {
 
 const SAMPLE_BYTES = 256 * 1024;
 
-function planFor(path: string, o: CsvEvalOptions): { plan: CsvPlan; labelIndex: number } {
+function planFor(path: string, o: CsvEvalOptions): { plan: CsvPlan; labelIndex: number } | { noLabel: string } {
   const sample = readFileSync(path, 'utf8').slice(0, SAMPLE_BYTES);
   // Planned once to learn the headers, then with the label and the excluded columns that exist left out.
   const headers = planCsv(sample, { tz: 'utc' }).headers;
-  if (o.label !== null && !headers.includes(o.label)) {
-    throw new Error(`${path}: no label column "${o.label}" (columns: ${headers.join(', ')}); give --label-column, or --no-labels for files of normal operation only`);
-  }
+  if (o.label !== null && !headers.includes(o.label)) return { noLabel: `no label column "${o.label}" (columns: ${headers.join(', ')})` };
   const exclude = [...(o.label !== null ? [o.label] : []), ...o.exclude.filter((c) => headers.includes(c))];
   const plan = planCsv(sample, { tz: 'utc', exclude });
   return { plan, labelIndex: o.label !== null ? plan.headers.indexOf(o.label) : -1 };
 }
 
-async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promise<CsvFileResult | { skipped: string }> {
+async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promise<CsvFileResult | { skipped: string; noLabel?: true }> {
   const path = join(dir, file);
-  const { plan, labelIndex } = planFor(path, o);
+  const planned = planFor(path, o);
+  // A recording of normal operation only (SKAB's anomaly-free.csv) beside labelled ones: reported, not scored.
+  if ('noLabel' in planned) return { skipped: planned.noLabel, noLabel: true };
+  const { plan, labelIndex } = planned;
   const stats = newCsvStats();
   const ts: number[] = [];
   const metrics: Record<string, number>[] = [];
@@ -138,7 +139,7 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
   const dts = ts.slice(1).map((t, i) => t - (ts[i] as number)).filter((d) => d > 0);
   const stepMs = Math.max(1000, median(dts) || 1000);
   const t0 = ts[0] as number;
-  const machine = file.replace(/\.csv$/i, '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || 'csv';
+  const machine = file.replace(/\.csv$/i, '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(-64) || 'csv';
   const readings: Reading[] = metrics.map((m, i) => ({ machine, ts: t0 + i * stepMs, metrics: m }));
   // Windows sized to the data (10 samples, hop 1 sample): a baseline of a few hundred rows cannot fill
   // the gateway's 60 s windows of a 1 s machine often enough.
@@ -198,17 +199,32 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
   }
 }
 
-/** Every `*.csv` of `dir` (natural order: 2.csv before 10.csv), each as one machine. */
+/** `*.csv` files below `dir`, subfolders included (SKAB's data/valve1, data/valve2, data/other), as paths relative to it. */
+function csvFiles(dir: string, sub = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {
+    const rel = sub ? `${sub}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...csvFiles(dir, rel));
+    else if (e.isFile() && e.name.toLowerCase().endsWith('.csv')) out.push(rel);
+  }
+  return out;
+}
+
+/**
+ * Every `*.csv` below `dir` (natural order: 2.csv before 10.csv), each as one machine. A file without
+ * the label column is reported and not scored; when no file has it, that is an error (a wrong
+ * --label-column, or recordings that need --no-labels).
+ */
 export async function evaluateCsvDir(o: CsvEvalOptions): Promise<CsvEvalResult> {
-  const names = readdirSync(o.dir).filter((f) => f.toLowerCase().endsWith('.csv')).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  const names = csvFiles(o.dir).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   if (names.length === 0) throw new Error(`--csv-dir ${o.dir}: no .csv files`);
   const files: CsvFileResult[] = [];
-  const skippedFiles: CsvEvalResult['skippedFiles'] = [];
+  const skippedFiles: { file: string; reason: string; noLabel?: true }[] = [];
   const totals: Confusion = { tp: 0, fp: 0, fn: 0, tn: 0 };
   for (const name of names) {
     const r = await evaluateFile(o.dir, name, o);
     if ('skipped' in r) {
-      skippedFiles.push({ file: name, reason: r.skipped });
+      skippedFiles.push({ file: name, reason: r.skipped, ...(r.noLabel ? { noLabel: true as const } : {}) });
       continue;
     }
     files.push(r);
@@ -217,5 +233,8 @@ export async function evaluateCsvDir(o: CsvEvalOptions): Promise<CsvEvalResult> 
     totals.fn += r.fn;
     totals.tn += r.tn;
   }
-  return { files, skippedFiles, totals };
+  if (files.length === 0 && skippedFiles.length > 0 && skippedFiles.every((f) => f.noLabel)) {
+    throw new Error(`--csv-dir ${o.dir}: no file has the label column; ${skippedFiles[0]?.file}: ${skippedFiles[0]?.reason}. Give --label-column, or --no-labels for recordings of normal operation only`);
+  }
+  return { files, skippedFiles: skippedFiles.map(({ file, reason }) => ({ file, reason })), totals };
 }

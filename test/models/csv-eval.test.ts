@@ -4,7 +4,7 @@
  * fault far outside it on one channel, labelled; the scoring must count every test row once, find a
  * fault that large, and read the files the way replay does (delimiters, decimal comma, epoch stamps).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -94,9 +94,21 @@ describe('csv evaluation', () => {
     }
   });
 
-  it('refuses a file without the label column, naming the columns it has', async () => {
+  it('reads subfolders; a file without the label column is reported, not scored; none with it is an error', async () => {
     writeFiles();
-    await expect(evaluateCsvDir({ dir, label: 'label', exclude: [], trainRows: 400, sets: [] })).rejects.toThrow(/no label column "label" \(columns: datetime, temp, flow, anomaly, changepoint\)/);
+    mkdirSync(join(dir, 'normal'));
+    const free = series(5, 'temp').map((r, i) => [T0 + i * 1000, r.temp.toFixed(3), r.flow.toFixed(3)].join(','));
+    writeFileSync(join(dir, 'normal', 'free.csv'), ['ts,temp,flow', ...free, ''].join('\n'));
+    const res = await evaluateCsvDir({ dir, label: 'anomaly', exclude: ['changepoint'], trainRows: 400, sets: [] });
+    expect(res.files.map((f) => f.file)).toEqual(['1.csv', '10.csv']);
+    expect(res.skippedFiles).toEqual([
+      { file: '2.csv', reason: expect.stringContaining('--train-rows') },
+      { file: 'normal/free.csv', reason: 'no label column "anomaly" (columns: ts, temp, flow)' },
+    ]);
+    // --no-labels scores it (and the labelled files, as all normal).
+    const free2 = await evaluateCsvDir({ dir: join(dir, 'normal'), label: null, exclude: [], trainRows: 400, sets: [] });
+    expect(free2.files.map((f) => [f.file, f.tp + f.fp + f.fn + f.tn])).toEqual([['free.csv', ROWS - 400]]);
+    await expect(evaluateCsvDir({ dir, label: 'label', exclude: [], trainRows: 400, sets: [] })).rejects.toThrow(/no file has the label column; 1\.csv: no label column "label" \(columns: datetime, temp, flow, anomaly, changepoint\)\. Give --label-column, or --no-labels/);
   });
 
   it('refuses a label cell that is not 0/1, true/false or yes/no, naming the line', async () => {
