@@ -148,9 +148,9 @@ interface SseClient {
   close(): void;
 }
 
-async function openStream(query = ''): Promise<SseClient | { status: number; body: string }> {
+async function openStream(query = '', headers: Record<string, string> = {}, at = base): Promise<SseClient | { status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = get(`${base}/api/v1/alerts/stream${query}`, (res) => {
+    const req = get(`${at}/api/v1/alerts/stream${query}`, { headers }, (res) => {
       let buf = '';
       let all = '';
       const frames: string[] = [];
@@ -232,5 +232,121 @@ describe('GET /api/v1/alerts/stream (SSE)', () => {
     await ended2;
     s.close();
     await ended;
+  });
+});
+
+describe('GET /api/v1/alerts/stream: reconnecting with Last-Event-ID', () => {
+  const dataOf = (f: string) => JSON.parse(f.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as AlertTransition;
+  const idOf = (f: string) => Number(/^id: (\d+)$/m.exec(f)?.[1]);
+  const events = (c: SseClient) => c.frames.filter((f) => f.includes('data:'));
+  /** The stream's last event id once its opening frames are in: the `id:` block that closes them. */
+  const startId = async (c: SseClient): Promise<number> => {
+    await until(() => c.frames.some((f) => /^id: \d+$/.test(f)), 'the opening id');
+    return idOf(c.frames.find((f) => /^id: \d+$/.test(f))!);
+  };
+  async function serve(engine: Harness['engine']): Promise<{ at: string; close: () => Promise<void> }> {
+    const other = Fastify();
+    other.setValidatorCompiler(validatorCompiler);
+    other.setSerializerCompiler(serializerCompiler);
+    await other.register(alertRoutes({ engine }));
+    await other.listen({ host: '127.0.0.1', port: 0 });
+    return { at: `http://127.0.0.1:${(other.server.address() as AddressInfo).port}`, close: () => other.close() };
+  }
+
+  it('gets the transitions it missed, in order and as they were then, then live ones; filters apply', async () => {
+    const first = await openStream();
+    if (!('res' in first)) throw new Error('stream refused');
+    // A fresh stream's last event id is the newest transition's, though it has seen no event.
+    const lastId = await startId(first);
+    first.close();
+    await until(async () => (await metricValue(h.registry, 'smartops_alerts_stream_clients')) === 0, 'cleanup');
+
+    h.engine.onCondition(cond({ machine: 'r1', eventTs: T0 + 7200_000 }));
+    h.engine.onCondition(cond({ machine: 'r2', eventTs: T0 + 7200_000, kind: 'limit' }));
+    const r1 = (await call('GET', '/api/v1/alerts?machine=r1')).json.alerts[0] as Alert;
+    h.engine.ack(r1.id, { who: 'Dana' });
+
+    const back = await openStream('', { 'last-event-id': String(lastId) });
+    if (!('res' in back)) throw new Error('stream refused');
+    await until(() => events(back).length >= 3, 'the missed transitions');
+    const missed = events(back).map(dataOf);
+    expect(missed.map((t) => [t.event, t.alert.machine, t.alert.state])).toEqual([
+      ['opened', 'r1', 'open'],
+      ['opened', 'r2', 'open'],
+      ['acknowledged', 'r1', 'acknowledged'],
+    ]);
+    expect(missed.map((t) => t.seq)).toEqual([lastId + 1, lastId + 2, lastId + 3]);
+    expect(events(back).map(idOf)).toEqual([lastId + 1, lastId + 2, lastId + 3]);
+    // Then live.
+    h.engine.onCondition(cond({ machine: 'r3', eventTs: T0 + 7200_000 }));
+    await until(() => events(back).length === 4, 'the live transition');
+    expect(dataOf(events(back)[3]!)).toMatchObject({ seq: lastId + 4, event: 'opened', alert: { machine: 'r3' } });
+    back.close();
+
+    // The query parameter does the same for clients that cannot set headers, and the filters apply.
+    const filtered = await openStream(`?lastEventId=${lastId}&kind=limit`);
+    if (!('res' in filtered)) throw new Error('stream refused');
+    await startId(filtered);
+    expect(events(filtered).map(dataOf).map((t) => [t.event, t.alert.machine])).toEqual([['opened', 'r2']]);
+    expect(await startId(filtered)).toBe(lastId + 4);
+    filtered.close();
+    await until(async () => (await metricValue(h.registry, 'smartops_alerts_stream_clients')) === 0, 'cleanup');
+  });
+
+  it('gets an event gap when some may be missing: older than the log, before a restart, or not an id of ours', async () => {
+    const small = await startAlerts({ stream: { replay: 2 } });
+    const srv = await serve(small.engine);
+    try {
+      const s = await openStream('', {}, srv.at);
+      if (!('res' in s)) throw new Error('stream refused');
+      const lastId = await startId(s);
+      s.close();
+      for (let i = 0; i < 3; i++) small.engine.onCondition(cond({ machine: `g${i}`, eventTs: T0 }));
+      const gapFor = async (headers: Record<string, string>): Promise<{ id: number; data: { lastEventId: string; message: string } }> => {
+        const c = await openStream('', headers, srv.at);
+        if (!('res' in c)) throw new Error('stream refused');
+        await until(() => c.frames.some((f) => f.includes('event: gap')), 'the gap event');
+        const f = c.frames.find((x) => x.includes('event: gap'))!;
+        c.close();
+        expect(c.frames.filter((x) => x.includes('event: opened'))).toEqual([]);
+        return { id: idOf(f), data: JSON.parse(f.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) };
+      };
+      // Three transitions since, two kept: the first is gone.
+      const g = await gapFor({ 'last-event-id': String(lastId) });
+      expect(g.id).toBe(lastId + 3); // resumes from the newest on the next reconnect
+      expect(g.data).toEqual({ lastEventId: String(lastId), message: expect.stringContaining('re-read GET /api/v1/alerts') });
+      // One back is still complete.
+      const ok = await openStream('', { 'last-event-id': String(lastId + 1) }, srv.at);
+      if (!('res' in ok)) throw new Error('stream refused');
+      await until(() => events(ok).length === 2, 'the two kept');
+      expect(events(ok).map(dataOf).map((t) => t.alert.machine)).toEqual(['g1', 'g2']);
+      ok.close();
+      // An id from before this process started, one never sent, and a header that is not an id.
+      expect((await gapFor({ 'last-event-id': '5' })).data.lastEventId).toBe('5');
+      expect((await gapFor({ 'last-event-id': String(lastId + 99) })).id).toBe(lastId + 3);
+      expect((await gapFor({ 'last-event-id': 'abc' })).data.lastEventId).toBe('abc');
+    } finally {
+      await srv.close();
+      await small.cleanup();
+    }
+    // The query parameter, unlike the header, is checked.
+    const bad = await openStream('?lastEventId=abc');
+    expect(bad).toMatchObject({ status: 400 });
+    expect(JSON.parse((bad as { body: string }).body)).toEqual({ error: { code: 'BAD_REQUEST', message: 'querystring.lastEventId: expected an event id of this stream (digits)' } });
+  });
+
+  it('transition ids keep increasing across a restart', async () => {
+    const a = await startAlerts();
+    const seqs: number[] = [];
+    a.engine.subscribe((t) => seqs.push(t.seq));
+    a.engine.onCondition(cond({ machine: 'x1' }));
+    await a.engine.close();
+    await sleep(2);
+    const b = await startAlerts({}, { dataDir: a.dataDir });
+    b.engine.subscribe((t) => seqs.push(t.seq));
+    b.engine.onCondition(cond({ machine: 'x2' }));
+    await b.cleanup();
+    expect(seqs).toHaveLength(2);
+    expect(seqs[1]!).toBeGreaterThan(seqs[0]!);
   });
 });

@@ -124,6 +124,9 @@ export const alertsConfigSchema = z
       .object({
         maxClients: z.number().int().min(1).max(1000).default(16).describe('Concurrent `GET /api/v1/alerts/stream` clients; more are refused with 503.'),
         heartbeatMs: z.number().int().min(1000).default(15_000).describe('Interval of the SSE heartbeat comment that keeps proxies from closing an idle stream, ms.'),
+        replay: z
+          .number().int().min(0).max(100_000).default(1000)
+          .describe('Recent transitions kept in memory for clients that reconnect with `Last-Event-ID`: they get what they missed, or an event `gap` (re-read `GET /api/v1/alerts`) when it is older than these. 0 = every reconnect gets `gap`.'),
       })
       .strict()
       .prefault({})

@@ -13,6 +13,7 @@ import type { ConditionEvent } from '../contract/detection.js';
 import type { Reading } from '../contract/reading.js';
 import type { AlertsConfig } from './config.js';
 import { AlertLifecycle } from './lifecycle.js';
+import { firstSeqAt, TransitionLog } from './replay.js';
 import { createAlertsMetrics } from './metrics.js';
 import { Notifier, type PublishMqtt, type WriteInflux } from './notify.js';
 import { type KindOf, LimitRules, SilenceRule } from './rules.js';
@@ -63,7 +64,9 @@ export async function createAlerts(config: AlertsConfig, deps: AlertsDeps): Prom
   const notifier = new Notifier({ logger, metrics, publishMqtt: deps.publishMqtt, writeInflux: deps.writeInflux, webhooks });
 
   let silence: SilenceRule | undefined;
+  const firstSeq = firstSeqAt(Date.now());
   const lifecycle = new AlertLifecycle({
+    firstSeq,
     store,
     logger,
     metrics,
@@ -80,6 +83,9 @@ export async function createAlerts(config: AlertsConfig, deps: AlertsDeps): Prom
       }
     },
   });
+  // Subscribed before any SSE client, so a reconnecting one finds every transition it missed.
+  const replay = new TransitionLog(config.stream.replay, firstSeq);
+  lifecycle.subscribe((t) => replay.push(t));
 
   let closed = false;
   const guard = (op: string, fn: () => void): void => {
@@ -200,6 +206,8 @@ export async function createAlerts(config: AlertsConfig, deps: AlertsDeps): Prom
       opened: () => metrics.streamClients.inc(),
       closed: () => metrics.streamClients.dec(),
       rejected: (reason) => metrics.streamRejected.inc({ reason }),
+      since: (lastId) => replay.since(lastId),
+      newest: () => replay.newest,
     },
     async close(): Promise<void> {
       if (closed) return;

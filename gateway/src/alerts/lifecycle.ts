@@ -40,6 +40,8 @@ export interface LifecycleOptions {
   topContributors: number;
   /** Called after a manual resolve (the silence rule forgets the machine). */
   onManualResolve?: (alert: Alert) => void;
+  /** Transition ids start above this (replay.ts `firstSeqAt`: the process start in microseconds). */
+  firstSeq: number;
 }
 
 /**
@@ -61,12 +63,14 @@ function textOf(cs: Contributor[]): string {
 }
 
 export class AlertLifecycle {
-  private seq = 0;
+  private seq: number;
   private readonly listeners = new Set<AlertListener>();
   /** Per active alert: when `updated` was last published and whether a throttled one is waiting. */
   private readonly throttle = new Map<string, { lastAt: number; pending: boolean }>();
 
-  constructor(private readonly o: LifecycleOptions) {}
+  constructor(private readonly o: LifecycleOptions) {
+    this.seq = o.firstSeq;
+  }
 
   subscribe(listener: AlertListener): () => void {
     this.listeners.add(listener);

@@ -89,10 +89,17 @@ const ackBody = z.object({ who: who.describe('Who acknowledges (name or initials
 const resolveBody = z
   .object({ who: who.optional().describe('Who resolves.'), note: note.optional().describe('Free text, e.g. what was done.') })
   .strict();
+const EVENT_ID = /^\d{1,16}$/;
+
 const streamQuery = z
   .object({
     machine: z.string().regex(NAME_PATTERN).optional().describe('Only transitions of this machine.'),
     kind: KIND.optional().describe('Only transitions of this kind.'),
+    lastEventId: z
+      .string()
+      .regex(EVENT_ID, 'expected an event id of this stream (digits)')
+      .optional()
+      .describe('Resume after this event id, as the `Last-Event-ID` header does (for clients that cannot set headers); the header wins when both are given.'),
   })
   .strict();
 
@@ -108,9 +115,34 @@ function errorBody(code: string, message: string) {
   return { error: { code, message } };
 }
 
-function sseFrame(t: AlertTransition): string {
+function sseFrame(t: { seq: number; event: string }, data: string): string {
   // data is one JSON line (JSON.stringify never emits raw newlines), so one `data:` field suffices.
-  return `id: ${t.seq}\nevent: ${t.event}\ndata: ${JSON.stringify(t)}\n\n`;
+  return `id: ${t.seq}\nevent: ${t.event}\ndata: ${data}\n\n`;
+}
+
+/**
+ * What a stream starts with. A client that sent an id gets the transitions after it, or an event `gap`
+ * when some may be missing. Either way the stream's last event id ends at the newest transition: a
+ * block with an `id` field and no data sets it without dispatching an event (WHATWG HTML 9.2.6), so a
+ * client that saw no event yet still resumes from here after a disconnect.
+ */
+function streamStart(
+  hooks: AlertEngine['stream'],
+  lastEventId: string | undefined,
+  wanted: (e: { machine: string; kind: string }) => boolean,
+): string {
+  let head = 'retry: 5000\n: connected\n\n';
+  if (lastEventId === undefined) return `${head}id: ${hooks.newest()}\n\n`;
+  const missed = EVENT_ID.test(lastEventId) ? hooks.since(Number(lastEventId)) : undefined;
+  if (missed === undefined) {
+    const data = JSON.stringify({
+      lastEventId,
+      message: 'alert transitions after this id may be missing (older than the gateway keeps, alerts.stream.replay, or from before a restart): re-read GET /api/v1/alerts',
+    });
+    return `${head}id: ${hooks.newest()}\nevent: gap\ndata: ${data}\n\n`;
+  }
+  for (const e of missed) if (wanted(e)) head += sseFrame(e, e.data);
+  return `${head}id: ${hooks.newest()}\n\n`;
 }
 
 export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
@@ -171,7 +203,9 @@ export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
           summary: 'Server-sent events: one event per alert transition',
           description:
             'Each event has `id` (sequence), `event` (opened|updated|acknowledged|resolved) and `data` (JSON: {seq, event, at, alert}). ' +
-            'A comment line is sent every heartbeat interval. At most `alerts.stream.maxClients` concurrent streams (503 beyond).',
+            'A comment line is sent every heartbeat interval. At most `alerts.stream.maxClients` concurrent streams (503 beyond). ' +
+            'A client that reconnects with `Last-Event-ID` (EventSource does) first gets the transitions it missed, or an event `gap` ' +
+            '(data: {lastEventId, message}) when some may be missing (older than the last `alerts.stream.replay` transitions, or from before a restart): then re-read `GET /api/v1/alerts`.',
           querystring: streamQuery,
           response: {
             200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
@@ -185,6 +219,9 @@ export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
           throw new AlertError('TOO_MANY_STREAMS', `at most ${engine.stream.maxClients} alert streams may be open at once (alerts.stream.maxClients)`);
         }
         const { machine, kind } = req.query;
+        const wanted = (e: { machine: string; kind: string }): boolean => (machine === undefined || e.machine === machine) && (kind === undefined || e.kind === kind);
+        const header = req.headers['last-event-id'];
+        const start = streamStart(engine.stream, typeof header === 'string' ? header.trim() : req.query.lastEventId, wanted);
         reply.hijack();
         const res = reply.raw;
         // Headers other hooks set (e.g. CORS) are kept: hijacking bypasses fastify's send.
@@ -197,7 +234,8 @@ export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
           connection: 'keep-alive',
           'x-accel-buffering': 'no',
         });
-        res.write('retry: 5000\n: connected\n\n');
+        // The missed transitions and the subscription below run in the same turn: none falls between.
+        res.write(start);
         let ended = false;
         const end = (): void => {
           if (ended) return;
@@ -220,9 +258,8 @@ export function alertRoutes(deps: { engine: AlertEngine }): FastifyPluginAsync {
           res.write(chunk);
         };
         const unsubscribe = engine.subscribe((t) => {
-          if (machine !== undefined && t.alert.machine !== machine) return;
-          if (kind !== undefined && t.alert.kind !== kind) return;
-          write(sseFrame(t));
+          if (!wanted(t.alert)) return;
+          write(sseFrame(t, JSON.stringify(t)));
         });
         const heartbeat = setInterval(() => write(': heartbeat\n\n'), engine.stream.heartbeatMs);
         heartbeat.unref();

@@ -5,6 +5,7 @@
 import type { ConditionEvent, ConditionKind, Contributor, Severity } from '../contract/detection.js';
 import type { Reading } from '../contract/reading.js';
 import { GatewayError } from '../errors.js';
+import type { LoggedTransition } from './replay.js';
 
 export type { ConditionKind, Contributor, Severity };
 
@@ -58,7 +59,10 @@ export interface Alert {
 
 /** One lifecycle transition, as published on MQTT, webhooks and the SSE stream. */
 export interface AlertTransition {
-  /** Process-local, increasing sequence number (the SSE event id). */
+  /**
+   * Increasing sequence number, one per transition (the SSE event id): it starts at the process's start
+   * time in microseconds, so ids keep increasing across restarts and a receiver can tell them apart.
+   */
   seq: number;
   event: AlertEventType;
   /** Time of the transition: the condition's event time for opened/auto-resolved, the gateway clock otherwise. */
@@ -163,6 +167,10 @@ export interface StreamHooks {
   opened(): void;
   closed(): void;
   rejected(reason: 'too_many' | 'slow_client'): void;
+  /** Transitions after an event id, for a reconnecting client; undefined when some may be missing (replay.ts). */
+  since(lastId: number): LoggedTransition[] | undefined;
+  /** Id of the newest transition (a fresh stream starts from it). */
+  newest(): number;
 }
 
 /** What `createAlerts` returns; main.ts feeds it and the HTTP routes read it. */
