@@ -238,6 +238,33 @@ describe('Detection facade', () => {
     expect(named?.text).toMatch(/persistently higher than the other channels explain \(.* over ~10 min,/);
   });
 
+  it('holds the slow average to its own limit (drift.slowLimit) when one is set', async () => {
+    // As above (fast 1 min, slow 10 min averages over an 80 min baseline), with a shift half as large:
+    // the slow average stays under the common limit and crosses half of it.
+    const run = async (slowLimit: number | undefined) => {
+      const { det, conds } = await start(mkdtempSync(join(tmpdir(), 'detect-slowlimit-')), {
+        baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
+        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs: 600_000, ...(slowLimit !== undefined ? { slowLimit } : {}) },
+        policy: { ...cfg.policy, k: 6, n: 10 },
+      });
+      const gen = driftStream(12, 0.75 * (0.1 / Math.sqrt(10)));
+      det.push(gen(81 * 60, false));
+      await det.flush();
+      det.push(gen(2400, true));
+      await det.flush();
+      await det.close();
+      return conds.filter((c) => c.active);
+    };
+    expect(cfg.drift.limit).toBe(10);
+    expect(await run(undefined)).toHaveLength(0);
+    expect(await run(10)).toHaveLength(0);
+    const opened = await run(5);
+    expect(opened.length).toBeGreaterThan(0);
+    const named = opened[0]?.contributors.find((c) => c.feature === 'drift');
+    expect(named?.metric).toBe('bearing_temp_c');
+    expect(named?.text).toMatch(/over ~10 min,/);
+  });
+
   it('continues the drift statistic across a restart (stored with the machine), and a reset forgets it', async () => {
     const over = { policy: { ...cfg.policy, k: 6, n: 10 } };
     const dir = mkdtempSync(join(tmpdir(), 'detect-drift-restart-'));

@@ -98,6 +98,9 @@ export const detectionConfigSchema = z
         limit: z
           .number().min(1).default(10)
           .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),
+        slowLimit: z
+          .number().min(1).optional()
+          .describe('The same limit for the slow average (slowTimeConstantMs); default: `limit`.'),
         clip: z
           .number().min(0.5).default(3)
           .describe('Each window\'s residual enters the average clipped to +-clip sd, so one odd window (a start-up) moves it little.'),

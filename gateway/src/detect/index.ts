@@ -544,9 +544,10 @@ class DetectionImpl extends EventEmitter implements Detection {
         // It enters the reported score scaled so that drift = limit lands on the threshold: one score, one
         // threshold and one k-of-n rule for both statistics.
         // Two averages: a fast one (minutes to hours: wear, a choking filter) and a slow one (days: a sensor
-        // losing its calibration); the one further over its own spread speaks.
+        // losing its calibration), each against its own limit; the one further over its limit speaks.
         let drift: ReturnType<typeof driftValue> | null = null;
         let driftTc = 0;
+        let driftLimit = this.cfg.drift.limit;
         if (this.cfg.drift.enabled && r.resid) {
           const missed = t.st.monitorEnd !== null ? Math.round((t.w.end - t.st.monitorEnd) / this.hopOf(t.st)) - 1 : 0;
           if (b.drift && b.drift.sigma.length === r.resid.length) {
@@ -557,9 +558,11 @@ class DetectionImpl extends EventEmitter implements Detection {
           if (b.driftSlow && b.driftSlow.sigma.length === r.resid.length) {
             t.st.driftSlow = advanceDrift(t.st.driftSlow, b.driftSlow, r.resid, missed);
             const slow = driftValue(t.st.driftSlow, b.driftSlow.sigma);
-            if (!drift || slow.value > drift.value) {
+            const slowLimit = this.cfg.drift.slowLimit ?? this.cfg.drift.limit;
+            if (!drift || slow.value / slowLimit > drift.value / driftLimit) {
               drift = slow;
               driftTc = this.slowDriftTimeConstantMs();
+              driftLimit = slowLimit;
             }
           }
         }
@@ -574,14 +577,14 @@ class DetectionImpl extends EventEmitter implements Detection {
         }
         t.st.monitorEnd = Math.max(t.st.monitorEnd ?? -Infinity, t.w.end);
         if (t.st.monitorEnd - t.st.monitorSavedEnd >= MONITOR_SAVE_EVERY_MS) this.saveMonitor(t.st);
-        const driftScore = drift ? (b.threshold * drift.value) / this.cfg.drift.limit : 0;
+        const driftScore = drift ? (b.threshold * drift.value) / driftLimit : 0;
         const recurScore = recur ? b.threshold * recur.value : 0;
         const score = Math.max(windowScore, driftScore, recurScore);
         const above = score > b.threshold;
         let contributors: Contributor[] = [];
         if (above || t.st.policy.open) {
           contributors = explain(t.x, b.params, r.contrib, r.mode, this.model.zClip, k);
-          if (drift && drift.feature >= 0 && drift.value > this.cfg.drift.limit) {
+          if (drift && drift.feature >= 0 && drift.value > driftLimit) {
             const dcontrib = driftContributor(b.params, drift.feature, drift.ewma, drift.value, t.x, driftTc);
             if (dcontrib) contributors = placeContributor(contributors, dcontrib, driftScore >= windowScore, k);
           }
