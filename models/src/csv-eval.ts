@@ -11,13 +11,13 @@
  * index times the file's median sampling interval (at least 1 s): recorded files repeat seconds (SKAB
  * does), and detection needs strictly increasing event time.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { createDetection } from '../../gateway/src/detect/index.js';
-import { newCsvStats, planCsv, readCsvReadings, type CsvPlan } from '../../simulators/src/replay/csv.js';
+import { newCsvStats, planCsv, readCsvReadings, readCsvSample, type CsvPlan } from '../../simulators/src/replay/csv.js';
 import { configFrom, median, track } from './eval-common.js';
 
 export interface CsvEvalOptions {
@@ -100,10 +100,8 @@ export function parseLabel(raw: string): boolean | undefined {
   return Number.isFinite(n) ? n !== 0 : undefined;
 }
 
-const SAMPLE_BYTES = 256 * 1024;
-
-function planFor(path: string, o: CsvEvalOptions): { plan: CsvPlan; labelIndex: number } | { noLabel: string } {
-  const sample = readFileSync(path, 'utf8').slice(0, SAMPLE_BYTES);
+async function planFor(path: string, o: CsvEvalOptions): Promise<{ plan: CsvPlan; labelIndex: number } | { noLabel: string }> {
+  const sample = await readCsvSample(path);
   // Planned once to learn the headers, then with the label and the excluded columns that exist left out.
   const headers = planCsv(sample, { tz: 'utc' }).headers;
   if (o.label !== null && !headers.includes(o.label)) return { noLabel: `no label column "${o.label}" (columns: ${headers.join(', ')})` };
@@ -114,7 +112,7 @@ function planFor(path: string, o: CsvEvalOptions): { plan: CsvPlan; labelIndex: 
 
 async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promise<CsvFileResult | { skipped: string; noLabel?: true }> {
   const path = join(dir, file);
-  const planned = planFor(path, o);
+  const planned = await planFor(path, o);
   // A recording of normal operation only (SKAB's anomaly-free.csv) beside labelled ones: reported, not scored.
   if ('noLabel' in planned) return { skipped: planned.noLabel, noLabel: true };
   const { plan, labelIndex } = planned;

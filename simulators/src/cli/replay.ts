@@ -3,13 +3,12 @@
  * Replay a recorded CSV file through an MQTT broker as one machine's readings.
  * Run: npm run replay -- --help
  */
-import { open } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { telemetryTopic, NAME_PATTERN } from '../../../gateway/src/contract/reading.js';
 import { formatDuration } from '../duration.js';
 import { SimError } from '../errors.js';
 import { Publisher, type BrokerAuthOptions } from '../mqtt/publisher.js';
-import { newCsvStats, planCsv, readCsvReadings, TIMESTAMP_FORMATS, type CsvOptions, type CsvPlan, type CsvRow, type Delimiter, type TimestampFormat } from '../replay/csv.js';
+import { newCsvStats, planCsv, readCsvReadings, readCsvSample, TIMESTAMP_FORMATS, type CsvOptions, type CsvPlan, type CsvRow, type Delimiter, type TimestampFormat } from '../replay/csv.js';
 import { collect, fail, parsePositive, parseQos, ProgressLine } from './common.js';
 
 interface ReplayOpts extends BrokerAuthOptions {
@@ -32,7 +31,6 @@ interface ReplayOpts extends BrokerAuthOptions {
   progress: boolean;
 }
 
-const SAMPLE_BYTES = 64 * 1024;
 const MAX_AGE_MS = 30 * 86_400_000;
 
 function splitList(values: string[]): string[] {
@@ -45,21 +43,6 @@ function parseDelimiter(raw: string): Delimiter {
   throw new SimError('REPLAY_BAD_OPTION', `--delimiter "${raw}": use , ; or tab`);
 }
 
-async function readSample(path: string): Promise<string> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw new SimError('REPLAY_BAD_CSV', `--file ${path}: cannot open (${(e as Error).message})`);
-  }
-  try {
-    const buf = Buffer.alloc(SAMPLE_BYTES);
-    const { bytesRead } = await fh.read(buf, 0, SAMPLE_BYTES, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function runReplay(o: ReplayOpts): Promise<void> {
   const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -78,7 +61,7 @@ export async function runReplay(o: ReplayOpts): Promise<void> {
     }
     csvOpts.timestampFormat = o.tsFormat as TimestampFormat;
   }
-  const plan: CsvPlan = planCsv(await readSample(o.file), csvOpts);
+  const plan: CsvPlan = planCsv(await readCsvSample(o.file, '--file '), csvOpts);
   log(
     `replay ${o.file} as ${o.machine}: delimiter ${plan.delimiter === '\t' ? 'tab' : `"${plan.delimiter}"`}${plan.decimalComma ? ' (decimal comma)' : ''}, ` +
       `timestamp column "${plan.timestampColumn}" (${plan.timestampFormat}${plan.timestampFormat === 'datetime' ? `, ${plan.tz === 'local' ? 'local time' : `UTC${plan.tz >= 0 ? '+' : '-'}${Math.abs(plan.tz)}min`}` : ''})`,

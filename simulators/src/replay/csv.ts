@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { parse } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import { NAME_PATTERN } from '../../../gateway/src/contract/reading.js';
@@ -216,6 +217,26 @@ function parseNumber(raw: string, decimalComma: boolean): number | undefined {
   if (!NUMERIC.test(s)) return undefined;
   const n = Number(s);
   return Number.isFinite(n) ? n : undefined;
+}
+
+/** Bytes planCsv looks at: enough for the header and a couple of hundred rows. */
+export const CSV_SAMPLE_BYTES = 64 * 1024;
+
+/** The first CSV_SAMPLE_BYTES of a file, for planCsv; `label` prefixes the path in the error (e.g. `--file `). */
+export async function readCsvSample(path: string, label = ''): Promise<string> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw new SimError('REPLAY_BAD_CSV', `${label}${path}: cannot open (${(e as Error).message})`);
+  }
+  try {
+    const buf = Buffer.alloc(CSV_SAMPLE_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, CSV_SAMPLE_BYTES, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
