@@ -240,11 +240,11 @@ describe('Detection facade', () => {
 
   it('holds the slow average to its own limit (drift.slowLimit) when one is set', async () => {
     // As above (fast 1 min, slow 10 min averages over an 80 min baseline), with a shift half as large:
-    // the slow average stays under the common limit and crosses half of it.
-    const run = async (slowLimit: number | undefined) => {
+    // the slow average stays under the fast one's limit (10) and crosses half of it.
+    const run = async (slowLimit: number) => {
       const { det, conds } = await start(mkdtempSync(join(tmpdir(), 'detect-slowlimit-')), {
         baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
-        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs: 600_000, ...(slowLimit !== undefined ? { slowLimit } : {}) },
+        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs: 600_000, slowLimit },
         policy: { ...cfg.policy, k: 6, n: 10 },
       });
       const gen = driftStream(12, 0.75 * (0.1 / Math.sqrt(10)));
@@ -256,7 +256,7 @@ describe('Detection facade', () => {
       return conds.filter((c) => c.active);
     };
     expect(cfg.drift.limit).toBe(10);
-    expect(await run(undefined)).toHaveLength(0);
+    expect(cfg.drift.slowLimit).toBe(8);
     expect(await run(10)).toHaveLength(0);
     const opened = await run(5);
     expect(opened.length).toBeGreaterThan(0);

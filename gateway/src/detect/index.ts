@@ -558,7 +558,7 @@ class DetectionImpl extends EventEmitter implements Detection {
           if (b.driftSlow && b.driftSlow.sigma.length === r.resid.length) {
             t.st.driftSlow = advanceDrift(t.st.driftSlow, b.driftSlow, r.resid, missed);
             const slow = driftValue(t.st.driftSlow, b.driftSlow.sigma);
-            const slowLimit = this.cfg.drift.slowLimit ?? this.cfg.drift.limit;
+            const slowLimit = this.cfg.drift.slowLimit;
             if (!drift || slow.value / slowLimit > drift.value / driftLimit) {
               drift = slow;
               driftTc = this.slowDriftTimeConstantMs();
