@@ -100,7 +100,7 @@ export const detectionConfigSchema = z
           .describe('A window counts as abnormal when a feature\'s average is more than `limit` times its own baseline spread (in either direction); it then counts towards the same k-of-n rule as the score.'),
         slowLimit: z
           .number().min(1).default(8)
-          .describe('The same limit for the slow average (slowTimeConstantMs). Below `limit`: a sensor drifting over days is found earlier at 8 than at 10 (on the simulator\'s choice seeds, median lead 0.46 -> 0.53) for about 0.04 more false alerts per machine-week (models/README.md, "Latest round").'),
+          .describe('The same limit for the slow average (slowTimeConstantMs). Below `limit`: a sensor drifting over days is found earlier at 8 than at 10 (on the simulator\'s choice seeds, median lead 0.46 -> 0.53) for about 0.04 more false alerts per machine-week (models/README.md, "the slow average gets its own limit").'),
         clip: z
           .number().min(0.5).default(3)
           .describe('Each window\'s residual enters the average clipped to +-clip sd, so one odd window (a start-up) moves it little.'),
