@@ -56,6 +56,27 @@ function driftStream(seed: number, shift: number): (seconds: number, on: boolean
     });
 }
 
+/**
+ * 81 min of driftStream as the baseline (80 min, so both averages can be calibrated, each at most an
+ * eighth of it: fast 1 min, slow 10 min unless `drift` says otherwise), then 40 min with bearing_temp_c
+ * shifted by `shiftSd` sd of a window mean.
+ */
+async function shiftedRun(dir: string, shiftSd: number, drift: Partial<typeof cfg.drift>): Promise<{ conds: ConditionEvent[]; info: ReturnType<Detection['baseline']> }> {
+  const { det, conds } = await start(dir, {
+    baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
+    drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs: 600_000, ...drift },
+    policy: { ...cfg.policy, k: 6, n: 10 },
+  });
+  const gen = driftStream(12, shiftSd * (0.1 / Math.sqrt(10)));
+  det.push(gen(81 * 60, false));
+  await det.flush();
+  det.push(gen(2400, true));
+  await det.flush();
+  const info = det.baseline('m');
+  await det.close();
+  return { conds, info };
+}
+
 describe('Detection facade', () => {
   it('learns a baseline, stays quiet on healthy data, opens on a broken relationship and clears with hysteresis', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'detect-facade-'));
@@ -201,30 +222,18 @@ describe('Detection facade', () => {
   });
 
   it('sees a sustained shift too small for the fast average through the slow one, and names it with its span', async () => {
-    // 80 min baseline, so both averages can be calibrated (each at most an eighth of it): fast 1 min,
-    // slow 10 min. A shift of 1.5 sd of a window mean sits within the fast average's band (about 0.3 sd
-    // per window's worth of noise at 1 min) and well outside the slow one's (about 0.1).
+    // A shift of 1.5 sd of a window mean sits within the fast average's band (about 0.3 sd per window's
+    // worth of noise at 1 min) and well outside the slow one's (about 0.1).
     const run = async (slowTimeConstantMs: number) => {
       const dir = mkdtempSync(join(tmpdir(), 'detect-slow-'));
-      const { det, conds } = await start(dir, {
-        baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
-        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs },
-        policy: { ...cfg.policy, k: 6, n: 10 },
-      });
-      const gen = driftStream(12, 1.5 * (0.1 / Math.sqrt(10)));
-      det.push(gen(81 * 60, false));
-      await det.flush();
-      det.push(gen(2400, true));
-      await det.flush();
-      const info = det.baseline('m');
-      await det.close();
+      const out = await shiftedRun(dir, 1.5, { slowTimeConstantMs });
       // the slow average is stored with the machine's running statistics, so a restart continues it
       const db = new Database(join(dir, 'detection.sqlite'), { readonly: true });
       const row = db.prepare('SELECT body FROM monitors').get() as { body: string };
       db.close();
       const saved = JSON.parse(row.body) as { driftSlow: number[] | null };
       expect(saved.driftSlow === null).toBe(slowTimeConstantMs === 0);
-      return { conds, info };
+      return out;
     };
     const fastOnly = await run(0);
     expect(fastOnly.info?.phase).toBe('scoring');
@@ -238,23 +247,9 @@ describe('Detection facade', () => {
     expect(named?.text).toMatch(/persistently higher than the other channels explain \(.* over ~10 min,/);
   });
 
-  it('holds the slow average to its own limit (drift.slowLimit) when one is set', async () => {
-    // As above (fast 1 min, slow 10 min averages over an 80 min baseline), with a shift half as large:
-    // the slow average stays under the fast one's limit (10) and crosses half of it.
-    const run = async (slowLimit: number) => {
-      const { det, conds } = await start(mkdtempSync(join(tmpdir(), 'detect-slowlimit-')), {
-        baseline: { ...cfg.baseline, durationMs: 80 * 60_000 },
-        drift: { ...cfg.drift, timeConstantMs: 60_000, slowTimeConstantMs: 600_000, slowLimit },
-        policy: { ...cfg.policy, k: 6, n: 10 },
-      });
-      const gen = driftStream(12, 0.75 * (0.1 / Math.sqrt(10)));
-      det.push(gen(81 * 60, false));
-      await det.flush();
-      det.push(gen(2400, true));
-      await det.flush();
-      await det.close();
-      return conds.filter((c) => c.active);
-    };
+  it('holds the slow average to its own limit (drift.slowLimit)', async () => {
+    // A shift half as large as above: the slow average stays under the fast one's limit (10) and crosses half of it.
+    const run = async (slowLimit: number) => (await shiftedRun(mkdtempSync(join(tmpdir(), 'detect-slowlimit-')), 0.75, { slowLimit })).conds.filter((c) => c.active);
     expect(cfg.drift.limit).toBe(10);
     expect(cfg.drift.slowLimit).toBe(8);
     expect(await run(10)).toHaveLength(0);
