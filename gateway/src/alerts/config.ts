@@ -126,7 +126,7 @@ export const alertsConfigSchema = z
         heartbeatMs: z.number().int().min(1000).default(15_000).describe('Interval of the SSE heartbeat comment that keeps proxies from closing an idle stream, ms.'),
         replay: z
           .number().int().min(0).max(100_000).default(1000)
-          .describe('Recent transitions kept in memory for clients that reconnect with `Last-Event-ID`: they get what they missed, or an event `gap` (re-read `GET /api/v1/alerts`) when it is older than these. 0 = every reconnect gets `gap`.'),
+          .describe('Recent transitions kept in memory for clients that reconnect with `Last-Event-ID`: they get what they missed, or an event `gap` (re-read `GET /api/v1/alerts`) when it is older than these. 0 = none kept: a reconnect after any new transition gets `gap`.'),
       })
       .strict()
       .prefault({})

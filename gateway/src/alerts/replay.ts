@@ -34,7 +34,7 @@ export class TransitionLog {
   private floor: number;
   private last: number;
 
-  /** `capacity` 0 keeps none: every reconnect with an id is told to re-read. */
+  /** `capacity` 0 keeps none: a reconnect after any new transition is told to re-read. */
   constructor(
     private readonly capacity: number,
     /** Ids of this process are above this (`firstSeqAt` of its start). */
