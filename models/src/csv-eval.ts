@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { Reading } from '../../gateway/src/contract/reading.js';
 import { createDetection } from '../../gateway/src/detect/index.js';
-import { newCsvStats, planCsv, readCsvReadings, readCsvSample, type CsvPlan } from '../../simulators/src/replay/csv.js';
+import { newCsvStats, planCsv, readCsvReadings, readCsvSample, sanitizeMetricName, type CsvPlan } from '../../simulators/src/replay/csv.js';
 import { configFrom, median, track } from './eval-common.js';
 
 export interface CsvEvalOptions {
@@ -137,7 +137,8 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
   const dts = ts.slice(1).map((t, i) => t - (ts[i] as number)).filter((d) => d > 0);
   const stepMs = Math.max(1000, median(dts) || 1000);
   const t0 = ts[0] as number;
-  const machine = file.replace(/\.csv$/i, '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(-64) || 'csv';
+  // The file's path as a machine id, made contract-safe as replay makes a header a metric name.
+  const machine = sanitizeMetricName(file.replace(/\.csv$/i, ''));
   const readings: Reading[] = metrics.map((m, i) => ({ machine, ts: t0 + i * stepMs, metrics: m }));
   // Windows sized to the data (10 samples, hop 1 sample): a baseline of a few hundred rows cannot fill
   // the gateway's 60 s windows of a 1 s machine often enough.
@@ -148,8 +149,8 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
     baseline: { durationMs: Math.max(60_000, (o.trainRows - 10) * stepMs), minWindows: 10 },
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'smartops-eval-csv-'));
+  const det = await createDetection(cfg, { dataDir, logger: pino({ level: 'warn' }), manualFlush: true });
   try {
-    const det = await createDetection(cfg, { dataDir, logger: pino({ level: 'warn' }), manualFlush: true });
     const tr = track(det);
     det.push(readings);
     det.tick(Number.MAX_SAFE_INTEGER);
@@ -171,7 +172,6 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
       else if (open) c.fp++;
       else c.tn++;
     }
-    await det.close();
     const leftOut = [
       { column: plan.timestampColumn, reason: 'timestamp' },
       ...plan.skipped.map((s) => ({ column: s.column, reason: s.column === o.label ? 'label' : s.reason })),
@@ -193,6 +193,7 @@ async function evaluateFile(dir: string, file: string, o: CsvEvalOptions): Promi
       })),
     };
   } finally {
+    await det.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
