@@ -5,8 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, NAME_PATTERN, REJECT_REASONS, parseTelemetry, type ContractLimits, type ParseResult } from '../../gateway/src/contract/reading.js';
-import { deepArb, hostilePayloadArb, nearValidReadingArb, topicArb, validPayloadArb } from './arbitraries.js';
+import { DEFAULT_LIMITS, NAME_PATTERN, REJECT_REASONS, parseTelemetry, plainSingle, singleSchema, type ContractLimits, type ParseResult } from '../../gateway/src/contract/reading.js';
+import { deepArb, hostilePayloadArb, nearValidReadingArb, readingObjArb, topicArb, validPayloadArb } from './arbitraries.js';
 
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
@@ -81,6 +81,40 @@ describe('parseTelemetry under fuzzing', () => {
         expect(Object.keys(r.readings[0]?.metrics ?? {}).sort()).toEqual(sent.sort());
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  it("plainSingle (zod's verdict without zod) accepts only what singleSchema accepts, with the same values", () => {
+    const check = (raw: unknown) => {
+      // Through JSON, as the gateway sees it: own keys only, "__proto__" an own key too.
+      const obj = JSON.parse(JSON.stringify(raw) ?? 'null') as unknown;
+      const fast = plainSingle(obj);
+      if (fast === undefined) return;
+      const z = singleSchema.safeParse(obj);
+      expect(z.success).toBe(true);
+      if (!z.success) return;
+      expect(fast.metrics).toBe(z.data.metrics);
+      expect(Object.is(fast.ts, z.data.ts)).toBe(true);
+      expect(Object.is(fast.seq, z.data.seq)).toBe(true);
+    };
+    fc.assert(fc.property(nearValidReadingArb(NOW), check), { numRuns: RUNS });
+    fc.assert(fc.property(readingObjArb(NOW), check), { numRuns: RUNS });
+    fc.assert(fc.property(fc.jsonValue({ maxDepth: 3 }), check), { numRuns: RUNS / 4 });
+    // Hand-picked edges: where zod refuses, plainSingle must leave it to zod.
+    for (const text of ['{"metrics":{"a":1},"seq":9007199254740992}', '{"metrics":{"a":1},"seq":1.5}', '{"metrics":[1]}', '{"metrics":null}', '{"ts":null,"metrics":{"a":1}}', '{"metrics":{"a":1},"__proto__":1}', '{"ts":1}', '[{"metrics":{"a":1}}]']) {
+      const obj = JSON.parse(text) as unknown;
+      expect(singleSchema.safeParse(obj).success, text).toBe(false);
+      expect(plainSingle(obj), text).toBeUndefined();
+    }
+  });
+
+  it('plainSingle takes every reading valid by construction (the fast path is the common path)', () => {
+    fc.assert(
+      fc.property(validPayloadArb(NOW), (payload) => {
+        const doc = JSON.parse(payload) as { readings?: unknown[] };
+        for (const one of doc.readings ?? [doc]) expect(plainSingle(one)).toBe(one);
+      }),
+      { numRuns: RUNS / 4 },
     );
   });
 

@@ -83,11 +83,19 @@ function isJsonObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** True when `key` is the object's one own enumerable key (a JSON.parse object inherits none). */
+function onlyKey(obj: object, key: string): obj is Record<string, unknown> {
+  let n = 0;
+  for (const k in obj) if (k !== key || ++n > 1) return false;
+  return n === 1;
+}
+
 function typeName(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
 }
 
-const singleSchema = z
+/** One reading (exported for the property test that checks plainSingle against it). */
+export const singleSchema = z
   .object({
     ts: tsSchema.optional(),
     // Checked for being an object only: names and values are checked below, on the parsed object
@@ -166,6 +174,48 @@ function zodDetail(err: z.ZodError, prefix: string): string {
   return `${path || '(root)'}: ${issue.message}`;
 }
 
+type SingleShape = z.output<typeof singleSchema>;
+
+/**
+ * singleSchema's verdict for the common case without running zod: `raw` when it is an object with no
+ * keys but ts/metrics/seq, metrics a JSON object, ts absent, a finite number or a string, seq absent or
+ * a safe integer; undefined otherwise (then zod decides, and names what is wrong). It accepts only
+ * what singleSchema accepts, with the same values (zod passes each through uncopied): a property test
+ * checks both on hostile and near-valid inputs (test/fuzz/parse-telemetry.test.ts). Why: zod's object
+ * parse (result and payload objects, a copy of the object, the strict key walk) was ~5 % of the main
+ * thread per reading with batch messages, plus its garbage (bench/README).
+ */
+export function plainSingle(raw: unknown): SingleShape | undefined {
+  if (!isJsonObject(raw)) return undefined;
+  // for-in: own keys of a JSON.parse object ("__proto__" included); it inherits nothing enumerable.
+  let metricsSeen = false;
+  for (const k in raw) {
+    if (k === 'metrics') metricsSeen = true;
+    else if (k !== 'ts' && k !== 'seq') return undefined;
+  }
+  if (!metricsSeen || !isJsonObject(raw.metrics)) return undefined;
+  const ts = raw.ts;
+  if (ts !== undefined && typeof ts !== 'string' && !(typeof ts === 'number' && Number.isFinite(ts))) return undefined;
+  const seq = raw.seq;
+  if (seq !== undefined && !(typeof seq === 'number' && Number.isSafeInteger(seq))) return undefined;
+  return raw as SingleShape;
+}
+
+/**
+ * Metric names already checked against NAME_PATTERN: a fleet uses a few dozen names, and the regex per
+ * metric per reading was ~1.5 % of the main thread (bench/README). Bounded: cleared when full.
+ */
+const knownNames = new Set<string>();
+const KNOWN_NAMES_MAX = 4096;
+
+function validName(name: string): boolean {
+  if (knownNames.has(name)) return true;
+  if (!NAME_PATTERN.test(name)) return false;
+  if (knownNames.size >= KNOWN_NAMES_MAX) knownNames.clear();
+  knownNames.add(name);
+  return true;
+}
+
 function parseSingle(
   raw: unknown,
   machine: string,
@@ -173,11 +223,15 @@ function parseSingle(
   limits: ContractLimits,
   where: string,
 ): { ok: true; reading: Reading } | { ok: false; reason: RejectReason; detail: string } {
-  const r = singleSchema.safeParse(raw);
-  if (!r.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(r.error, where) };
-  // The parsed JSON object itself (zod passed it through uncopied): JSON.parse makes every key an
+  let data = plainSingle(raw);
+  if (data === undefined) {
+    const r = singleSchema.safeParse(raw);
+    if (!r.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(r.error, where) };
+    data = r.data;
+  }
+  // The parsed JSON object itself (zod passes it through uncopied): JSON.parse makes every key an
   // own data property, "__proto__" included, so none is lost; no copy per reading.
-  const metrics = r.data.metrics;
+  const metrics = data.metrics;
   // for-in also walks the prototype chain; JSON.parse's objects inherit nothing enumerable.
   let count = 0;
   for (const _ in metrics) count++;
@@ -186,7 +240,7 @@ function parseSingle(
     return { ok: false, reason: 'too_many_metrics', detail: `${where}metrics: ${count} metrics, limit is ${limits.maxMetricsPerReading}` };
   }
   for (const name in metrics) {
-    if (!NAME_PATTERN.test(name)) {
+    if (!validName(name)) {
       return { ok: false, reason: 'bad_metric_name', detail: `${where}metrics: name "${truncate(name)}" must match [A-Za-z0-9_.-]{1,64}` };
     }
     const value = metrics[name];
@@ -199,13 +253,13 @@ function parseSingle(
   }
   let ts: number;
   let tsFromArrival = false;
-  if (r.data.ts === undefined) {
+  if (data.ts === undefined) {
     ts = now;
     tsFromArrival = true;
   } else {
-    const parsed = parseTs(r.data.ts);
+    const parsed = parseTs(data.ts);
     if (parsed === undefined) {
-      const raw = r.data.ts;
+      const raw = data.ts;
       // Epoch milliseconds written as a string ("1767225600000"): a common serialiser habit, said plainly.
       const digits = typeof raw === 'string' && NUMBER_STRING.test(raw);
       const hint = digits ? ' (a number in a string: send it as a JSON number)' : typeof raw === 'number' ? unitHint(raw, now, limits) : '';
@@ -213,15 +267,15 @@ function parseSingle(
       return { ok: false, reason: 'bad_timestamp', detail: `${where}ts: ${shown} is not epoch milliseconds or an ISO-8601 date-time${hint}` };
     }
     if (parsed > now + limits.maxFutureSkewMs) {
-      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${typeof r.data.ts === 'string' ? zoneHint(r.data.ts) : unitHint(parsed, now, limits)}` };
+      return { ok: false, reason: 'timestamp_in_future', detail: `${where}ts: ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkewMs} ms ahead of the gateway clock${typeof data.ts === 'string' ? zoneHint(data.ts) : unitHint(parsed, now, limits)}` };
     }
     if (parsed < now - limits.maxAgeMs) {
-      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms${typeof r.data.ts === 'string' ? zoneHint(r.data.ts) : unitHint(parsed, now, limits)}` };
+      return { ok: false, reason: 'timestamp_too_old', detail: `${where}ts: ${new Date(parsed).toISOString()} is older than ${limits.maxAgeMs} ms${typeof data.ts === 'string' ? zoneHint(data.ts) : unitHint(parsed, now, limits)}` };
     }
     ts = parsed;
   }
   const reading: Reading = { machine, ts, metrics: metrics as Record<string, number> };
-  if (r.data.seq !== undefined) reading.seq = r.data.seq;
+  if (data.seq !== undefined) reading.seq = data.seq;
   if (tsFromArrival) reading.tsFromArrival = true;
   return { ok: true, reading };
 }
@@ -256,15 +310,20 @@ export function parseTelemetry(
     return { ok: false, reason: 'invalid_json', detail: `payload is not JSON: ${(e as Error).message}` };
   }
   if (json !== null && typeof json === 'object' && !Array.isArray(json) && 'readings' in json) {
-    const b = batchSchema.safeParse(json);
-    if (!b.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(b.error, '') };
-    if (b.data.readings.length === 0) return { ok: false, reason: 'invalid_schema', detail: 'readings: batch is empty' };
-    if (b.data.readings.length > limits.maxReadingsPerBatch) {
-      return { ok: false, reason: 'too_many_readings', detail: `readings: ${b.data.readings.length} readings, limit is ${limits.maxReadingsPerBatch}` };
+    // batchSchema's verdict without zod's copy of the array when the object has the one key (plainSingle's reasoning).
+    let list = onlyKey(json, 'readings') && Array.isArray(json.readings) ? (json.readings as unknown[]) : undefined;
+    if (list === undefined) {
+      const b = batchSchema.safeParse(json);
+      if (!b.success) return { ok: false, reason: 'invalid_schema', detail: zodDetail(b.error, '') };
+      list = b.data.readings;
+    }
+    if (list.length === 0) return { ok: false, reason: 'invalid_schema', detail: 'readings: batch is empty' };
+    if (list.length > limits.maxReadingsPerBatch) {
+      return { ok: false, reason: 'too_many_readings', detail: `readings: ${list.length} readings, limit is ${limits.maxReadingsPerBatch}` };
     }
     const readings: Reading[] = [];
-    for (let i = 0; i < b.data.readings.length; i++) {
-      const one = parseSingle(b.data.readings[i], t.machine, now, limits, `readings.${i}.`);
+    for (let i = 0; i < list.length; i++) {
+      const one = parseSingle(list[i], t.machine, now, limits, `readings.${i}.`);
       if (!one.ok) return one;
       readings.push(one.reading);
     }
