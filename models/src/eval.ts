@@ -8,6 +8,7 @@
  * for wear and process faults, the simulator's default since 2026-12-02, `--fault-clock calendar` for the
  * earlier rounds' calendar time) and false alerts per machine-week
  * (anomalies opened on healthy machines, and on faulty machines before onset).
+ * `--jobs N` splits the seeds over N child processes (one per core) and pools their runs into one summary.
  * Conditions also go through the gateway's alert engine (createAlerts, as main.ts wires it), so a
  * detection is the first alert notification a user gets during the fault: an alert opened, or an
  * alert already open escalating or newly led by another channel (the updates the engine publishes
@@ -18,16 +19,18 @@
  * while the anomaly condition is open at its time. Point-wise precision, recall, F1, FAR, MAR over all
  * test parts together (FAR = FP/(FP+TN)*100, MAR = FN/(FN+TP)*100).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { alertsConfigSchema, createAlerts, type AlertTransition } from '../../gateway/src/alerts/index.js';
 import type { ConditionEvent, WindowScore } from '../../gateway/src/contract/detection.js';
 import type { Reading } from '../../gateway/src/contract/reading.js';
-import { createDetection } from '../../gateway/src/detect/index.js';
+import { createDetection, type DetectionConfig } from '../../gateway/src/detect/index.js';
 import { evaluateCsvDir, scoresOf, type Confusion, type CsvEvalOptions } from './csv-eval.js';
 import { configFrom, median, track, type Opened } from './eval-common.js';
 import { createFleet, FAULT_CLOCKS, FAULTS, faultsForKind, MACHINE_KINDS, type FaultClock, type FaultRequest, type FaultType, type MachineKind, type MachineSpec } from '../../simulators/src/index.js';
@@ -157,7 +160,7 @@ function traceSpan(seed: number, startTs: number, stepMs: number, faultClock: Fa
   return span;
 }
 
-async function simEval(o: { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number; faultClock: FaultClock }): Promise<void> {
+async function simEval(o: SimOptions): Promise<void> {
   const cfg = configFrom(o.sets);
   const logger = pino({ level: 'warn' });
   const runs: FaultRun[] = [];
@@ -244,7 +247,105 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
     rmSync(dir, { recursive: true, force: true });
     console.error(`seed ${seed}: ${specs.length} machines, ${((endTs - startTs) / DAY).toFixed(1)} days simulated, ${info.inferenceRuns} onnx runs (mean ${info.meanLatencyMs.toFixed(2)} ms), windows ${[...windowLens].map(([k, n]) => `${k} x${n}`).join(', ')}${rbe ? `, report by exception: ${((100 * sent) / Math.max(1, offered)).toFixed(1)} % of values sent` : ''}, ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed`);
   }
-  // Per fault type.
+  const records = runs.map(toRecord);
+  if (o.recordsOut) {
+    // A --jobs child: hand the plain records to the parent, which pools and prints.
+    writeFileSync(o.recordsOut, JSON.stringify({ runs: records, healthy } satisfies SeedRecords));
+    return;
+  }
+  report(o, cfg, records, healthy);
+}
+
+/** A fault run's lead at an event time: 1 - the fault's progress then (the share of its course still ahead). */
+function leadOf(r: FaultRun, at: number): number {
+  // On the calendar clock this is (failure - at) / (failure - onset), the definition of earlier rounds.
+  return 1 - r.progressAt(at);
+}
+
+/**
+ * Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure
+ * (within 10 min of it: a machine reporting every minute or so has its last differing reading that far back).
+ */
+function traceOf(r: FaultRun): string {
+  const t = r.trace?.last;
+  if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
+  return r.progressAt(t).toFixed(2);
+}
+
+/**
+ * A miss says when its fault could be seen: from what progress on (when not from onset), and until what
+ * progress (when its machine stood still from then until failure).
+ */
+function missed(r: FaultRun): string {
+  const toFailure = (ts: number) => (r.failureTs - ts >= H ? `${((r.failureTs - ts) / H).toFixed(1)} h` : `${((r.failureTs - ts) / 60_000).toFixed(1)} min`);
+  if (!r.observable) return 'MISSED';
+  const notes: string[] = [];
+  const f = r.trace?.first;
+  // Later than 1 % of the course after onset: worth saying (a reading or two after onset is no news).
+  if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${toFailure(f)} before failure`);
+  const u = traceOf(r);
+  if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${toFailure(r.trace?.last ?? r.failureTs)} before failure`);
+  return notes.length ? `MISSED (${notes.join('; ')})` : 'MISSED';
+}
+
+/** What the summary needs of a fault run, as plain data: runs of several processes (--jobs) pool. */
+interface RunRecord {
+  seed: number;
+  fault: FaultType;
+  observable: boolean;
+  /** Lead at the first notification, at the first opened alert, at the first alert naming a fault channel; null: none. */
+  lead: number | null;
+  openedLead: number | null;
+  namedLead: number | null;
+  falseBefore: number;
+  updatesBefore: number;
+  scoredBeforeMs: number;
+  /** Missed observable runs: traceOf. */
+  lastTrace: string;
+  /** The --verbose lines: alerts before onset, and the first notification. */
+  beforeLines: string[];
+  line: string;
+}
+
+interface HealthyRecord {
+  seed: number;
+  kind: MachineKind;
+  alerts: number;
+  updates: number;
+  scoredMs: number;
+  texts: string[];
+}
+
+interface SeedRecords {
+  runs: RunRecord[];
+  healthy: HealthyRecord[];
+}
+
+function toRecord(r: FaultRun): RunRecord {
+  const n = r.notified;
+  const a = r.firstAlert;
+  // When the first notification is an update of an alert opened before onset, say so and give the opened-only lead too.
+  const also = n && n.how !== 'opened' ? ` (update of an alert open at onset; opened only: ${a ? `lead ${leadOf(r, a.raisedAt).toFixed(2)}` : 'MISSED'})` : '';
+  return {
+    seed: r.seed,
+    fault: r.fault,
+    observable: r.observable,
+    lead: n ? leadOf(r, n.raisedAt) : null,
+    openedLead: a ? leadOf(r, a.raisedAt) : null,
+    namedLead: r.attributed ? leadOf(r, r.attributed.raisedAt) : null,
+    falseBefore: r.falseBefore,
+    updatesBefore: r.updatesBefore,
+    scoredBeforeMs: r.scoredBeforeMs,
+    lastTrace: r.observable && !n ? traceOf(r) : '-',
+    beforeLines: r.beforeTexts.map((t) => `    seed ${r.seed} ${r.machine}: ${t}`),
+    line: `  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n ? `lead ${leadOf(r, n.raisedAt).toFixed(2)} ${n.how}${also}: ${n.text}` : missed(r)}`,
+  };
+}
+
+type SimOptions = { firstSeed: number; seeds: number; days: number; stepMs: number; sets: string[]; startIso: string; verbose: boolean; faults: FaultType[] | null; deadband: number; faultClock: FaultClock; recordsOut?: string };
+
+/** The summary: per fault type, false alerts, the verdict (and with --verbose, every alert and run). */
+function report(o: SimOptions, cfg: DetectionConfig, runs: RunRecord[], healthy: HealthyRecord[]): void {
   console.log(`\nDetection config: window ${cfg.windowMs / 1000}s hop ${cfg.hopMs / 1000}s, baseline ${cfg.baseline.durationMs / H} h, features ${cfg.baseline.features.join('+')}, threshold q${cfg.threshold.quantile} x${cfg.threshold.margin} (min ${cfg.threshold.minThreshold}), k-of-n ${cfg.policy.k}/${cfg.policy.n}; simulator step ${o.stepMs} ms, ${o.seeds} seeds, wear faults on the ${o.faultClock} clock\n`);
   console.log('Detected = share of observable runs (a run is unobservable when its readings equal the fault-free machine\'s until failure)');
   console.log('with an alert notification during the fault: an alert opened, or an alert already open escalating or newly led by');
@@ -256,30 +357,19 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   console.log('| fault type | runs | unobservable | detected | median lead | min lead | opened only: detected | median lead | named | named median lead | false alerts before onset | missed: last trace |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   let allOk = true;
-  // On the calendar clock this is (failure - at) / (failure - onset), the definition of earlier rounds.
-  const leadOf = (r: FaultRun, at: number) => 1 - r.progressAt(at);
   const fmt = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(2));
-  // Progress of a missed run's last trace: '-' when its readings differ from the fault-free twin's until failure
-  // (within 10 min of it: a machine reporting every minute or so has its last differing reading that far back).
-  const traceOf = (r: FaultRun): string => {
-    const t = r.trace?.last;
-    if (t === undefined || t >= r.failureTs - 10 * 60_000) return '-';
-    return r.progressAt(t).toFixed(2);
-  };
+  const leads = (rs: RunRecord[], pick: (r: RunRecord) => number | null) => rs.map(pick).filter((x): x is number => x !== null);
   for (const fault of Object.keys(FAULTS) as FaultType[]) {
     const all = runs.filter((r) => r.fault === fault);
     if (all.length === 0) continue;
     const rs = all.filter((r) => r.observable);
-    const det = rs.filter((r) => r.notified);
-    const leads = det.map((r) => leadOf(r, (r.notified as Notice).raisedAt));
+    const det = leads(rs, (r) => r.lead);
     const rate = det.length / rs.length;
-    const med = median(leads);
-    const opened = rs.filter((r) => r.firstAlert);
-    const openedMed = median(opened.map((r) => leadOf(r, (r.firstAlert as Opened).raisedAt)));
-    const named = rs.filter((r) => r.attributed);
-    const namedMed = median(named.map((r) => leadOf(r, (r.attributed as Opened).raisedAt)));
+    const med = median(det);
+    const opened = leads(rs, (r) => r.openedLead);
+    const named = leads(rs, (r) => r.namedLead);
     if (rate < 0.95 || !(med >= 0.5)) allOk = false;
-    console.log(`| ${fault} | ${all.length} | ${all.length - rs.length} | ${pct(rate)} | ${fmt(med)} | ${leads.length ? Math.min(...leads).toFixed(2) : '-'} | ${pct(opened.length / rs.length)} | ${fmt(openedMed)} | ${pct(named.length / rs.length)} | ${fmt(namedMed)} | ${all.reduce((a, r) => a + r.falseBefore, 0)} | ${rs.filter((r) => !r.notified).map(traceOf).join(', ') || '-'} |`);
+    console.log(`| ${fault} | ${all.length} | ${all.length - rs.length} | ${pct(rate)} | ${fmt(med)} | ${det.length ? Math.min(...det).toFixed(2) : '-'} | ${pct(opened.length / rs.length)} | ${fmt(median(opened))} | ${pct(named.length / rs.length)} | ${fmt(median(named))} | ${all.reduce((a, r) => a + r.falseBefore, 0)} | ${rs.filter((r) => r.lead === null).map((r) => r.lastTrace).join(', ') || '-'} |`);
   }
   const falseUpdates = healthy.reduce((a, h) => a + h.updates, 0);
   const falseUpdatesBefore = runs.reduce((a, r) => a + r.updatesBefore, 0);
@@ -298,34 +388,62 @@ async function simEval(o: { firstSeed: number; seeds: number; days: number; step
   console.log(`Faulty machines before onset: ${fAlerts} alerts in ${fWeeks.toFixed(2)} machine-weeks scored`);
   // Not more false alerts (the same alert), but notifications all the same: reported, not hidden.
   console.log(`Updates published at once (escalation, new leading channel) of those false alerts: ${falseUpdates} on healthy machines, ${falseUpdatesBefore} on faulty machines before onset`);
-  if (o.verbose) for (const r of runs) for (const t of r.beforeTexts) console.log(`    seed ${r.seed} ${r.machine}: ${t}`);
+  if (o.verbose) for (const r of runs) for (const t of r.beforeLines) console.log(t);
   const far = (hAlerts + fAlerts) / Math.max(hWeeks + fWeeks, 1e-9);
   console.log(`All: ${far.toFixed(2)} false alerts per machine-week (target <= 1)`);
   if (far > 1) allOk = false;
-  // A miss says when its fault could be seen: from what progress on (when not from onset), and until what
-  // progress (when its machine stood still from then until failure).
-  const toFailure = (ts: number, r: FaultRun) => (r.failureTs - ts >= H ? `${((r.failureTs - ts) / H).toFixed(1)} h` : `${((r.failureTs - ts) / 60_000).toFixed(1)} min`);
-  const missed = (r: FaultRun) => {
-    if (!r.observable) return 'MISSED';
-    const notes: string[] = [];
-    const f = r.trace?.first;
-    // Later than 1 % of the course after onset: worth saying (a reading or two after onset is no news).
-    if (f !== undefined && r.progressAt(f) > 0.01) notes.push(`readings first differ from the fault-free machine's at progress ${r.progressAt(f).toFixed(2)}, ${toFailure(f, r)} before failure`);
-    const u = traceOf(r);
-    if (u !== '-') notes.push(`readings equal the fault-free machine's from progress ${u} of onset-to-failure on, ${toFailure(r.trace?.last ?? r.failureTs, r)} before failure`);
-    return notes.length ? `MISSED (${notes.join('; ')})` : 'MISSED';
-  };
   if (o.verbose) {
     console.log('\nFirst alert notification per fault run:');
-    for (const r of runs) {
-      const n = r.notified;
-      const a = r.firstAlert;
-      // When the first notification is an update of an alert opened before onset, say so and give the opened-only lead too.
-      const also = n && n.how !== 'opened' ? ` (update of an alert open at onset; opened only: ${a ? `lead ${leadOf(r, a.raisedAt).toFixed(2)}` : 'MISSED'})` : '';
-      console.log(`  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n ? `lead ${leadOf(r, n.raisedAt).toFixed(2)} ${n.how}${also}: ${n.text}` : missed(r)}`);
-    }
+    for (const r of runs) console.log(r.line);
   }
   console.log(`\nTargets (>= 95% detection and median lead >= 0.5 per fault type, <= 1 false alert per machine-week): ${allOk ? 'MET' : 'NOT MET'}`);
+}
+
+
+/**
+ * --jobs N: the seeds split into N contiguous ranges, each run by a child process (this script with
+ * --records-out), one per core; their records are pooled in seed order and reported exactly as one process
+ * running every seed would report them (each seed has its own fleet and detection). The children's
+ * progress lines go to stderr as they come.
+ */
+async function simEvalJobs(o: SimOptions, jobs: number, passArgs: string[]): Promise<void> {
+  const n = Math.min(jobs, o.seeds);
+  const dir = mkdtempSync(join(tmpdir(), 'smartops-eval-jobs-'));
+  const children: ChildProcess[] = [];
+  try {
+    const parts: Array<{ first: number; count: number; file: string }> = [];
+    let first = o.firstSeed;
+    for (let j = 0; j < n; j++) {
+      const count = Math.floor(o.seeds / n) + (j < o.seeds % n ? 1 : 0);
+      parts.push({ first, count, file: join(dir, `seeds-${first}.json`) });
+      first += count;
+    }
+    await Promise.all(
+      parts.map(
+        (p) =>
+          new Promise<void>((resolve, reject) => {
+            // process.execArgv carries tsx's loader (npm run eval), so the child runs this TypeScript file too.
+            const args = [...process.execArgv, fileURLToPath(import.meta.url), ...passArgs, '--seeds', String(p.count), '--first-seed', String(p.first), '--records-out', p.file];
+            const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+            children.push(child);
+            child.on('error', reject);
+            child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`eval job for seeds ${p.first}-${p.first + p.count - 1} failed (${signal ?? `exit code ${code}`})`))));
+          }),
+      ),
+    );
+    const runs: RunRecord[] = [];
+    const healthy: HealthyRecord[] = [];
+    for (const p of parts) {
+      const r = JSON.parse(readFileSync(p.file, 'utf8')) as SeedRecords;
+      runs.push(...r.runs);
+      healthy.push(...r.healthy);
+    }
+    report(o, configFrom(o.sets), runs, healthy);
+  } finally {
+    // One job failed: stop the others rather than leave them running for nothing.
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function csvEval(o: CsvEvalOptions & { verbose: boolean }): Promise<void> {
@@ -370,6 +488,8 @@ async function main(): Promise<void> {
       'train-rows': { type: 'string', default: '400' },
       deadband: { type: 'string', default: '0' },
       'fault-clock': { type: 'string', default: 'operating' },
+      jobs: { type: 'string', default: '1' },
+      'records-out': { type: 'string' },
     },
   });
   const sets = values.set ?? [];
@@ -381,7 +501,17 @@ async function main(): Promise<void> {
   for (const f of faults ?? []) if (!(f in FAULTS)) throw new Error(`--faults: unknown fault type "${f}" (known: ${Object.keys(FAULTS).join(', ')})`);
   const faultClock = values['fault-clock'] as FaultClock;
   if (!FAULT_CLOCKS.includes(faultClock)) throw new Error(`--fault-clock: "${faultClock}" unknown (known: ${FAULT_CLOCKS.join(', ')})`);
-  await simEval({ faultClock, faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false, deadband: Number(values.deadband) });
+  const o: SimOptions = { faultClock, faults: faults as FaultType[] | null, firstSeed: Number(values['first-seed']), seeds: Number(values.seeds), days: Number(values.days), stepMs: Number(values['step-ms']), sets, startIso: values.start ?? '2025-03-03T00:00:00Z', verbose: values.verbose ?? false, deadband: Number(values.deadband) };
+  const jobs = Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`--jobs: "${values.jobs}" is not a whole number of 1 or more`);
+  if (values['records-out']) o.recordsOut = values['records-out'];
+  if (jobs > 1 && o.seeds > 1 && !o.recordsOut) {
+    // Everything but the seed range, as given, for each job.
+    const pass = ['--days', String(values.days), '--step-ms', String(values['step-ms']), '--start', o.startIso, '--deadband', String(values.deadband), '--fault-clock', faultClock, ...sets.flatMap((x) => ['--set', x]), ...(values.faults ? ['--faults', values.faults] : [])];
+    await simEvalJobs(o, jobs, pass);
+    return;
+  }
+  await simEval(o);
 }
 
 main().catch((e: unknown) => {
