@@ -164,7 +164,7 @@ async function simEval(o: SimOptions): Promise<void> {
   const cfg = configFrom(o.sets);
   const logger = pino({ level: 'warn' });
   const runs: FaultRun[] = [];
-  const healthy: Array<{ seed: number; kind: MachineKind; alerts: number; updates: number; scoredMs: number; texts: string[] }> = [];
+  const healthy: HealthyRecord[] = [];
   const t0 = Date.now();
   for (let seed = o.firstSeed; seed < o.firstSeed + o.seeds; seed++) {
     // Each seed starts on a different weekday and hour, so baselines begin in different operating states.
@@ -326,11 +326,12 @@ function toRecord(r: FaultRun): RunRecord {
   const a = r.firstAlert;
   // When the first notification is an update of an alert opened before onset, say so and give the opened-only lead too.
   const also = n && n.how !== 'opened' ? ` (update of an alert open at onset; opened only: ${a ? `lead ${leadOf(r, a.raisedAt).toFixed(2)}` : 'MISSED'})` : '';
+  const lead = n ? leadOf(r, n.raisedAt) : null;
   return {
     seed: r.seed,
     fault: r.fault,
     observable: r.observable,
-    lead: n ? leadOf(r, n.raisedAt) : null,
+    lead,
     openedLead: a ? leadOf(r, a.raisedAt) : null,
     namedLead: r.attributed ? leadOf(r, r.attributed.raisedAt) : null,
     falseBefore: r.falseBefore,
@@ -338,7 +339,7 @@ function toRecord(r: FaultRun): RunRecord {
     scoredBeforeMs: r.scoredBeforeMs,
     lastTrace: r.observable && !n ? traceOf(r) : '-',
     beforeLines: r.beforeTexts.map((t) => `    seed ${r.seed} ${r.machine}: ${t}`),
-    line: `  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n ? `lead ${leadOf(r, n.raisedAt).toFixed(2)} ${n.how}${also}: ${n.text}` : missed(r)}`,
+    line: `  seed ${r.seed} ${r.machine}: ${!r.observable ? 'UNOBSERVABLE (readings equal the fault-free machine\'s until failure), ' : ''}${n && lead !== null ? `lead ${lead.toFixed(2)} ${n.how}${also}: ${n.text}` : missed(r)}`,
   };
 }
 
@@ -398,7 +399,6 @@ function report(o: SimOptions, cfg: DetectionConfig, runs: RunRecord[], healthy:
   }
   console.log(`\nTargets (>= 95% detection and median lead >= 0.5 per fault type, <= 1 false alert per machine-week): ${allOk ? 'MET' : 'NOT MET'}`);
 }
-
 
 /**
  * --jobs N: the seeds split into N contiguous ranges, each run by a child process (this script with
