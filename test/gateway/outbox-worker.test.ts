@@ -46,6 +46,31 @@ describe('outbox writer thread', () => {
     expect(again.read(0, 100).map((e) => e.reading.metrics.v)).toEqual(Array.from({ length: 10 }, (_, i) => i));
   });
 
+  it('groups of any size are stored whole, in order, with consecutive ids (multi-row inserts of 64, 32, ..., 1 rows)', async () => {
+    const dir = tempDir('ob-chunks');
+    const box = open(dir, { commitIntervalMs: 50 });
+    // One group per size (appends made in one turn share a commit): sizes on, next to and past the
+    // chunk sizes, plus one larger than two chunks of 64.
+    const sizes = [1, 2, 3, 63, 64, 65, 127, 128, 129, 200];
+    let from = 0;
+    for (const n of sizes) {
+      await box.append(readings(from, n));
+      from += n;
+    }
+    // Several appends in one group: 5 + 70 + 1 rows committed together.
+    await Promise.all([box.append(readings(from, 5)), box.append(readings(from + 5, 70)), box.append(readings(from + 75, 1))]);
+    from += 76;
+    box.close();
+    openedOutboxes.splice(0);
+    const again = open(dir);
+    const rows = again.read(0, 10_000);
+    expect(rows.map((e) => e.reading.metrics.v)).toEqual(Array.from({ length: from }, (_, i) => i));
+    expect(rows.map((e) => e.reading.ts)).toEqual(Array.from({ length: from }, (_, i) => 1_700_000_000_000 + i));
+    const first = (rows[0] as { id: number }).id;
+    expect(rows.map((e) => e.id)).toEqual(Array.from({ length: from }, (_, i) => first + i));
+    expect(again.stats().depth).toBe(from);
+  });
+
   it('close commits the appends still pending, then ends the thread', async () => {
     const dir = tempDir('ob-close');
     const box = open(dir, { commitIntervalMs: 1000 });

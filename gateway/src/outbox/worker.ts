@@ -10,7 +10,7 @@
  */
 import Database from 'better-sqlite3';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import type { Counters, Reply, Request, WorkerInit } from './protocol.js';
+import type { CommitRequest, Counters, Reply, Request, WorkerInit } from './protocol.js';
 
 const { port, signal, init } = workerData as { port: MessagePort; signal: SharedArrayBuffer; init: WorkerInit };
 const sig = new Int32Array(signal);
@@ -29,7 +29,6 @@ db.pragma(`synchronous = ${init.fsync === 'always' ? 'FULL' : 'NORMAL'}`);
 db.pragma(`journal_size_limit = ${init.journalSizeLimit}`);
 
 const stmts = {
-  insert: db.prepare('INSERT INTO outbox (machine, ts, data, bytes, arrived) VALUES (?, ?, ?, ?, ?)'),
   deleteUpTo: db.prepare('DELETE FROM outbox WHERE id <= ?'),
   deleteId: db.prepare('DELETE FROM outbox WHERE id = ?'),
   oldestRows: db.prepare('SELECT id, bytes FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
@@ -38,6 +37,46 @@ const stmts = {
   sumUpTo: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b, COALESCE(MAX(id), 0) AS x FROM outbox WHERE id <= ?'),
   bytesOf: db.prepare('SELECT bytes FROM outbox WHERE id = ?'),
 };
+
+/**
+ * Multi-row INSERTs: a group of n rows is stored as chunks of 64, 32, ..., 1 rows (n's binary
+ * digits), one statement step each instead of one per row: the per-statement cost (a call into
+ * better-sqlite3, binding, starting the VDBE) was about 40 % of a row's insert, and the writer
+ * thread's CPU per reading fell from ~4.2 to ~2.5 us with batch messages (bench/README "Threads").
+ * 64 x 5 parameters stay far below SQLite's limit on host parameters (SQLITE_MAX_VARIABLE_NUMBER,
+ * 32766 since 3.32).
+ */
+const CHUNK_BITS = 6;
+const inserts: { stmt: Database.Statement; params: unknown[] }[] = [];
+for (let b = 0; b <= CHUNK_BITS; b++) {
+  const k = 1 << b;
+  inserts.push({
+    stmt: db.prepare(`INSERT INTO outbox (machine, ts, data, bytes, arrived) VALUES ${new Array<string>(k).fill('(?, ?, ?, ?, ?)').join(', ')}`),
+    params: new Array<unknown>(5 * k),
+  });
+}
+
+/**
+ * Insert rows [from, from + k) of the request with the k-row statement (k a power of two <= 64);
+ * returns the id of its first row. Within one INSERT statement AUTOINCREMENT gives each row the
+ * largest rowid so far + 1 (sqlite.org/autoinc.html), so the k ids are consecutive and the last is
+ * lastInsertRowid.
+ */
+function insertChunk(m: CommitRequest, from: number, bits: number): number {
+  const { stmt, params } = inserts[bits] as { stmt: Database.Statement; params: unknown[] };
+  const k = 1 << bits;
+  for (let i = 0, j = 0; i < k; i++) {
+    const r = from + i;
+    params[j++] = m.machine[r];
+    params[j++] = m.ts[r];
+    params[j++] = m.data[r];
+    params[j++] = m.bytes[r];
+    params[j++] = m.now;
+  }
+  const info = stmt.run(params);
+  if (info.changes !== k) throw new Error(`outbox insert stored ${info.changes} of ${k} rows`);
+  return Number(info.lastInsertRowid) - k + 1;
+}
 
 const first = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox').get() as { n: number; b: number };
 const counters: Counters = {
@@ -82,16 +121,23 @@ function handle(m: Request): void {
       const started = process.hrtime.bigint();
       let drop = { ids: [] as number[], sizes: [] as number[], bytes: 0 };
       // The ids the inserts got: one serialized transaction on the only writer gives consecutive
-      // AUTOINCREMENT ids, but this is checked on every row, not assumed (-1: not consecutive).
+      // AUTOINCREMENT ids, but this is checked between chunks, not assumed (-1: not consecutive).
       let firstId = -1;
       db.transaction(() => {
         if (overflow > 0) drop = dropOldest(overflow);
         let next = -1;
-        for (let i = 0; i < m.machine.length; i++) {
-          const id = Number(stmts.insert.run(m.machine[i], m.ts[i], m.data[i], m.bytes[i], m.now).lastInsertRowid);
+        let i = 0;
+        const n = m.machine.length;
+        for (let bits = CHUNK_BITS; bits >= 0; ) {
+          if (n - i < 1 << bits) {
+            bits--;
+            continue;
+          }
+          const id = insertChunk(m, i, bits);
           if (i === 0) firstId = id;
           else if (id !== next) firstId = -1;
-          next = id + 1;
+          i += 1 << bits;
+          next = id + (1 << bits);
         }
       })();
       counters.depth += m.machine.length - drop.ids.length;
