@@ -63,7 +63,7 @@ for (const s of Object.values((r.scenarios ?? {}) as Record<string, Scenario>)) 
   const at = s.confirm && !s.confirm.behind ? s.confirm : [...s.steps].reverse().find((x) => !x.behind) ?? null;
   const eff = at && at.gwCpuPct ? (at.stored / at.gwCpuPct) * 100 : null;
   out.push(
-    `| ${s.name} | ${f(s.sustainedMax)} | ${mq?.subscriberReceivedPerSec && s.sustainedMax ? (s.sustainedMax / mq.subscriberReceivedPerSec).toFixed(2) : '-'} | ${influxBest && s.sustainedMax ? (s.sustainedMax / influxBest).toFixed(2) : '-'} | ${f(s.loss)} of ${f(s.published)} | ${s.atHalf?.latP50Ms ?? '-'} / ${s.atHalf?.latP99Ms ?? '-'} ms | ${at?.gwCpuPct ?? '-'}% (${at?.otherCpuPct ?? '-'}%) | ${f(eff)} | ${s.gatewayRssPeakMB} MB | ${s.inference?.meanLatencyMs ?? '-'} ms |`,
+    `| ${s.name} | ${f(s.sustainedMax)}${s.confirm?.behind ? ' (a short ladder step: the confirmation fell behind)' : ''} | ${mq?.subscriberReceivedPerSec && s.sustainedMax ? (s.sustainedMax / mq.subscriberReceivedPerSec).toFixed(2) : '-'} | ${influxBest && s.sustainedMax ? (s.sustainedMax / influxBest).toFixed(2) : '-'} | ${f(s.loss)} of ${f(s.published)} | ${s.atHalf?.latP50Ms ?? '-'} / ${s.atHalf?.latP99Ms ?? '-'} ms | ${at?.gwCpuPct ?? '-'}% (${at?.otherCpuPct ?? '-'}%) | ${f(eff)} | ${s.gatewayRssPeakMB} MB | ${s.inference?.meanLatencyMs ?? '-'} ms |`,
   );
 }
 out.push('');
