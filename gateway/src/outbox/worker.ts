@@ -128,16 +128,13 @@ function handle(m: Request): void {
         let next = -1;
         let i = 0;
         const n = m.machine.length;
-        for (let bits = CHUNK_BITS; bits >= 0; ) {
-          if (n - i < 1 << bits) {
-            bits--;
-            continue;
+        for (let bits = CHUNK_BITS; bits >= 0; bits--) {
+          for (const k = 1 << bits; n - i >= k; i += k) {
+            const id = insertChunk(m, i, bits);
+            if (i === 0) firstId = id;
+            else if (id !== next) firstId = -1;
+            next = id + k;
           }
-          const id = insertChunk(m, i, bits);
-          if (i === 0) firstId = id;
-          else if (id !== next) firstId = -1;
-          i += 1 << bits;
-          next = id + (1 << bits);
         }
       })();
       counters.depth += m.machine.length - drop.ids.length;
