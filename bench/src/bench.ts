@@ -8,7 +8,7 @@
  *   npx tsx bench/src/bench.ts --only qos1-single,profile --machines 1000
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -208,6 +208,8 @@ async function startGateway(influx: BenchInfluxd, opts: { detection?: Record<str
   proc.stdout?.on('data', (d: Buffer) => {
     const lines = (partial + d.toString()).split('\n');
     partial = lines.pop() ?? '';
+    // BENCH_GC_LOG=file keeps the whole GC trace (with --node-flags=--trace-gc-nvp: bench/src/gclog.ts).
+    if (process.env.BENCH_GC_LOG) appendFileSync(process.env.BENCH_GC_LOG, `${lines.join('\n')}\n`);
     for (const l of lines) {
       // e.g. "[123:0x...]  5012 ms: Mark-Compact 180.2 (190.1) -> 95.3 (120.4) MB, ..."
       const m = /Mark-Compact(?: \(reduce\))? ([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/.exec(l);

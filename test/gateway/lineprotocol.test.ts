@@ -36,6 +36,50 @@ describe('line protocol escaping', () => {
     ];
     for (const r of readings) expect(lines.line(r)).toBe(readingToLine(r, tagsFor(r.machine)));
   });
+  it('TelemetryLines.encode gives the UTF-8 bytes of the lines joined by newlines, however long the batch', () => {
+    const tagsFor = (m: string): Record<string, string | undefined> | undefined => (m.startsWith('p') ? { site: 'Halle Süd, 3', kind: 'presse=ü' } : undefined);
+    const r: Reading[] = [];
+    // Names that escape, multi-byte names and values, reserved keys, skipped non-finite values,
+    // numbers in every form String() gives, fractional and negative timestamps.
+    // Integers are written digit by digit (no string), up to 2^53; the rest through String().
+    const values = [0, -0, 1, -1.5, 0.1 + 0.2, 1e21, -1e-7, 123456789.123, Number.MAX_VALUE, Number.MIN_VALUE, Number.NaN, Number.POSITIVE_INFINITY, 42, -1, -7, 10, 99, 100, 2 ** 53 - 1, -(2 ** 53), 1e20, -1e22, 1e300];
+    for (let i = 0; i < 3000; i++) {
+      const metrics: Record<string, number> = { [`temp ${i % 3}`]: values[i % values.length] as number, 'ünï✓,=x': i / 7 };
+      if (i % 5 === 0) metrics.time = i;
+      if (i % 11 === 0) metrics.machine = -i;
+      const ts = [1700000000000 + i * 1.7, -1700000000000 - i * 1.3, i * 0.4, 2 ** 53 + i * 4096][i % 4] as number;
+      r.push({ machine: i % 2 ? `press ${i % 13},a=b` : `cnc-${i % 17}-✓`, ts, metrics });
+    }
+    for (const n of [1, 2, 3, 100, 3000]) {
+      const batch = r.slice(0, n);
+      const expected = Buffer.from(batch.map((x) => readingToLine(x, tagsFor(x.machine))).join('\n'));
+      // A fresh instance (caches empty) and one that has seen every machine and metric before.
+      for (const lines of [new TelemetryLines(tagsFor), (() => { const l = new TelemetryLines(tagsFor); l.encode(r); return l; })()]) {
+        const got = lines.encode(batch);
+        expect(got.length).toBe(expected.length);
+        expect(got.equals(expected)).toBe(true);
+      }
+    }
+    // Decimals are written digit by digit too (up to 6 decimals, |v| in [1e-6, 1e9)): the same text
+    // as String() for values of every such shape, and for values just outside it.
+    let seed = 7;
+    const rnd = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    const decimals: number[] = [0.1 + 0.2, 1.005, 2.675, 1e-6, -1.5e-6, 9.99e-7, 999999999.5, 1e9 + 0.5, 0.07, -4.35, 123456.000001, 0.1234567, 5e-324];
+    for (let i = 0; i < 60_000; i++) {
+      const k = i % 8;
+      const mag = 10 ** (Math.floor(rnd() * 14) - 5);
+      decimals.push(Math.round((rnd() - 0.5) * mag * 10 ** k) / 10 ** k, (rnd() - 0.5) * mag);
+    }
+    const dr: Reading[] = decimals.map((v, i) => ({ machine: 'm', ts: i, metrics: { v, w: -v / 3 } }));
+    const dl = new TelemetryLines(() => undefined);
+    const dexp = dr.map((x) => readingToLine(x)).join('\n');
+    expect(dl.encode(dr).toString('utf8') === dexp).toBe(true);
+    // As line() does: a reading with no finite metric is refused, not written as a broken line.
+    expect(() => new TelemetryLines(tagsFor).encode([{ machine: 'm', ts: 1, metrics: { a: Number.NaN } }])).toThrow(RangeError);
+  });
   it('stores a metric InfluxDB cannot keep under its name (time, a tag key, a 2.x reserved key) as <name>_, never over another metric', () => {
     const r: Reading = { machine: 'm1', ts: 5, metrics: { time: 1, machine: 2, line: 3, _field: 4, temp_c: 5, time_: 6, Time: 7 } };
     // time_ is a metric of its own here, so the renamed time takes time__.

@@ -63,11 +63,15 @@ export class InfluxV1Sink implements Sink {
   }
 
   write(readings: Reading[], signal?: AbortSignal): Promise<WriteOutcome> {
-    return this.writeLines(readings.map((r) => this.lines.line(r)), signal);
+    // Encoded into one buffer, not a string per line (lineprotocol.ts, TelemetryLines.encode).
+    return readings.length === 0 ? Promise.resolve({ ok: true }) : this.post(this.lines.encode(readings), signal);
   }
 
-  async writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {
-    if (lines.length === 0) return { ok: true };
+  writeLines(lines: string[], signal?: AbortSignal): Promise<WriteOutcome> {
+    return lines.length === 0 ? Promise.resolve({ ok: true }) : this.post(lines.join('\n'), signal);
+  }
+
+  private async post(body: string | Buffer, signal?: AbortSignal): Promise<WriteOutcome> {
     const params = new URLSearchParams({ db: this.opts.database, precision: 'ms' });
     if (this.opts.retentionPolicy) params.set('rp', this.opts.retentionPolicy);
     try {
@@ -78,14 +82,14 @@ export class InfluxV1Sink implements Sink {
       const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`, {
         method: 'POST',
         headers: this.headers(),
-        body: lines.join('\n'),
+        body,
         signal: this.signal(signal),
       });
-      const body = res.status === 204 ? '' : await res.text();
+      const text = res.status === 204 ? '' : await res.text();
       if (res.ok) this.dbReady = true;
       // 404 "database not found" after the database was dropped: create it and retry.
       if (res.status === 404) this.dbReady = false;
-      return outcomeForStatus(res.status, body, res.headers.get('retry-after'));
+      return outcomeForStatus(res.status, text, res.headers.get('retry-after'));
     } catch (e) {
       return { ok: false, kind: 'retry', message: `InfluxDB unreachable at ${this.opts.url}: ${(e as Error).message}` };
     }
