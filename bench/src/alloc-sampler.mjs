@@ -4,6 +4,8 @@
 // the young generation collects; V8's sampler can keep collected ones too (the two include* flags).
 // Writes <ALLOC_PROF_DIR or cwd>/alloc-<pid>.heapprofile at exit; summarise it with
 // `npx tsx bench/src/allocprofile.ts <file>`. Plain JavaScript so that it loads without tsx.
+// ALLOC_PROF_SURVIVORS=1 leaves out what the young generation collected: what is left is what
+// survived it (promoted to the old generation, where marking and sweeping pay for it again).
 import { Session } from 'node:inspector';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,15 +13,16 @@ import { join } from 'node:path';
 const session = new Session();
 session.connect();
 const interval = Number(process.env.ALLOC_PROF_INTERVAL ?? 32768);
-session.post('HeapProfiler.startSampling', {
+const options = {
   samplingInterval: interval,
   includeObjectsCollectedByMajorGC: true,
-  includeObjectsCollectedByMinorGC: true,
-});
+  includeObjectsCollectedByMinorGC: process.env.ALLOC_PROF_SURVIVORS !== '1',
+};
+session.post('HeapProfiler.startSampling', options);
 // Only the loaded part counts: the benchmark can send SIGUSR2 when its load starts (optional).
 process.on('SIGUSR2', () => {
   session.post('HeapProfiler.stopSampling', () => {
-    session.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    session.post('HeapProfiler.startSampling', options);
   });
 });
 process.on('exit', () => {
