@@ -12,6 +12,7 @@ interface Seen {
   path: string;
   query: URLSearchParams;
   auth: string | undefined;
+  encoding: string | undefined;
   body: string;
 }
 
@@ -29,7 +30,7 @@ describe('InfluxDB 2.x sink (stand-in server: no InfluxDB 2 can run here)', () =
         let buf = Buffer.concat(chunks);
         if (req.headers['content-encoding'] === 'gzip') buf = gunzipSync(buf);
         const u = new URL(req.url ?? '/', 'http://x');
-        seen.push({ method: req.method ?? '', path: u.pathname, query: u.searchParams, auth: req.headers.authorization, body: buf.toString('utf8') });
+        seen.push({ method: req.method ?? '', path: u.pathname, query: u.searchParams, auth: req.headers.authorization, encoding: req.headers['content-encoding'], body: buf.toString('utf8') });
         const next = nextStatus.shift() ?? { status: 204 };
         res.writeHead(next.status, { 'content-type': 'application/json', ...(next.headers ?? {}) });
         res.end(next.body ?? '');
@@ -62,6 +63,19 @@ describe('InfluxDB 2.x sink (stand-in server: no InfluxDB 2 can run here)', () =
       'telemetry,machine=cnc-01,site=a\\ b temp_c=41.5 1700000000123',
       'telemetry,machine=pump-07 flow=30,p\\,x=1 1700000000124',
     ]);
+  });
+
+  it('sends bodies uncompressed unless influx.gzip is on, then gzips those of 1,000 bytes or more', async () => {
+    const readings = Array.from({ length: 200 }, (_, i) => ({ machine: 'press-1', ts: 1700000000000 + i, metrics: { temp_c: 40 + i / 100 } }));
+    const lines = readings.map((r) => `telemetry,machine=press-1 temp_c=${r.metrics.temp_c} ${r.ts}`);
+    seen.length = 0;
+    expect(await sink().write(readings)).toEqual({ ok: true });
+    const zipped = new InfluxV2Sink({ url, org: 'o', bucket: 'b', token: 't', timeoutMs: 2000, gzip: true, tagsFor: () => undefined });
+    expect(await zipped.write(readings)).toEqual({ ok: true });
+    // A small body is not worth compressing.
+    expect(await zipped.write(readings.slice(0, 2))).toEqual({ ok: true });
+    expect(seen.map((x) => x.encoding)).toEqual([undefined, 'gzip', undefined]);
+    expect(seen.map((x) => x.body.split('\n'))).toEqual([lines, lines, lines.slice(0, 2)]);
   });
 
   it('maps 429 with Retry-After to retry, 413 to too_large, 400 to rejected, and a dead server to retry', async () => {

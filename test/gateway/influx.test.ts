@@ -1,6 +1,10 @@
 /** Integration against a real InfluxDB 1.x started by the harness (Debian `influxd`). */
+import { createServer, type Server } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Reading } from '../../gateway/src/contract/reading.js';
+import { InfluxV1Sink } from '../../gateway/src/sinks/influx-v1.js';
 import { getJson, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { describeWithInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.js';
 
@@ -99,5 +103,47 @@ describeWithInfluxd('gateway -> InfluxDB 1.x', () => {
     expect(batches).toBeGreaterThanOrEqual(3);
     expect(posted + waited).toBe(batches);
     expect(value(/^smartops_outbox_ack_retries_total (\d+)$/m)).toBe(0);
+  });
+});
+
+describeWithInfluxd('InfluxDB 1.x sink with influx.gzip', () => {
+  let influx: Influxd;
+  let server: Server;
+  let standIn = '';
+  const seen: { encoding: string | undefined; body: string }[] = [];
+  beforeAll(async () => {
+    influx = await startInfluxd();
+    // Records what the sink sends (InfluxDB does not say whether a body came compressed).
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        seen.push({ encoding: req.headers['content-encoding'], body: (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8') });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    standIn = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => server?.close(() => r()));
+    await influx?.stop();
+  });
+
+  const readings: Reading[] = Array.from({ length: 300 }, (_, i) => ({ machine: `m-${i % 3}`, ts: Date.now() - 60_000 + i, metrics: { temp_c: 40 + i / 8, rpm: 1200 + i } }));
+  const sink = (url: string, gzip: boolean): InfluxV1Sink => new InfluxV1Sink({ url, database: 'gz', createDatabase: true, timeoutMs: 5000, gzip, tagsFor: () => undefined });
+
+  it('compresses bodies of 1,000 bytes or more only when asked, and InfluxDB 1.x stores them', async () => {
+    expect(await sink(standIn, false).write(readings)).toEqual({ ok: true });
+    expect(await sink(standIn, true).write(readings)).toEqual({ ok: true });
+    expect(await sink(standIn, true).write(readings.slice(0, 3))).toEqual({ ok: true });
+    const writes = seen.filter((x) => x.body.startsWith('telemetry'));
+    expect(writes.map((x) => x.encoding)).toEqual([undefined, 'gzip', undefined]);
+    expect(writes[1]?.body).toBe(writes[0]?.body);
+
+    expect(await sink(influx.url, true).write(readings)).toEqual({ ok: true });
+    const rows = await influx.query('SELECT "temp_c", "rpm" FROM telemetry ORDER BY time', 'gz');
+    expect(rows.map((r) => [r.temp_c, r.rpm])).toEqual(readings.map((r) => [r.metrics.temp_c, r.metrics.rpm]));
   });
 });

@@ -29,7 +29,7 @@ export function createSink(
     if (missing.length > 0) {
       throw new GatewayError(ErrorCodes.CONFIG_INVALID, `sink.type influxdb-v2 needs ${missing.map((k) => `influx.${k}`).join(', ')}`);
     }
-    sink = new InfluxV2Sink({ url: inf.url, org: inf.org as string, bucket: inf.bucket as string, token: inf.token as string, timeoutMs: config.sink.timeoutMs, tagsFor });
+    sink = new InfluxV2Sink({ url: inf.url, org: inf.org as string, bucket: inf.bucket as string, token: inf.token as string, timeoutMs: config.sink.timeoutMs, gzip: inf.gzip, tagsFor });
   } else {
     sink = new InfluxV1Sink({
       url: inf.url,
@@ -39,6 +39,7 @@ export function createSink(
       password: inf.password,
       createDatabase: inf.createDatabase,
       timeoutMs: config.sink.timeoutMs,
+      gzip: inf.gzip,
       tagsFor,
     });
   }

@@ -4,9 +4,14 @@
  * Raw HTTP rather than the `influx` package for writes: we need the status code and Retry-After of
  * every response to decide between retry, split and quarantine (influx-query.ts reads back).
  */
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { Reading } from '../contract/reading.js';
 import { TelemetryLines, type ExtraTags } from './lineprotocol.js';
-import { outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
+import { GZIP_MIN_BYTES, outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
+
+// zlib's callback form runs on libuv's thread pool, not on the event loop.
+const gzipAsync = promisify(gzip);
 
 export interface InfluxV1Options {
   url: string;
@@ -16,6 +21,8 @@ export interface InfluxV1Options {
   password?: string | undefined;
   createDatabase: boolean;
   timeoutMs: number;
+  /** Gzip bodies of GZIP_MIN_BYTES or more (config influx.gzip; /write takes Content-Encoding: gzip). */
+  gzip?: boolean;
   tagsFor: (machine: string) => ExtraTags | undefined;
 }
 
@@ -79,10 +86,16 @@ export class InfluxV1Sink implements Sink {
       if (!this.dbReady) await this.ensureDatabase(signal).catch((e: unknown) => {
         if (signal?.aborted) throw e;
       });
+      const headers = this.headers();
+      let payload = body;
+      if (this.opts.gzip && Buffer.byteLength(body) >= GZIP_MIN_BYTES) {
+        payload = await gzipAsync(body);
+        headers['content-encoding'] = 'gzip';
+      }
       const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`, {
         method: 'POST',
-        headers: this.headers(),
-        body,
+        headers,
+        body: payload,
         signal: this.signal(signal),
       });
       const text = res.status === 204 ? '' : await res.text();

@@ -32,6 +32,9 @@ export interface Sink {
   close(): Promise<void>;
 }
 
+/** With influx.gzip on, bodies at least this large are compressed (smaller ones gain nothing). */
+export const GZIP_MIN_BYTES = 1000;
+
 /** Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3). Invalid values are ignored. */
 export function parseRetryAfter(v: string | null | undefined, now = Date.now()): number | undefined {
   if (!v) return undefined;
