@@ -76,6 +76,11 @@ describe('InfluxDB 2.x sink (stand-in server: no InfluxDB 2 can run here)', () =
     expect(await zipped.write(readings.slice(0, 2))).toEqual({ ok: true });
     expect(seen.map((x) => x.encoding)).toEqual([undefined, 'gzip', undefined]);
     expect(seen.map((x) => x.body.split('\n'))).toEqual([lines, lines, lines.slice(0, 2)]);
+    // The edge, as the 1.x sink has it: a body of 1,000 bytes is compressed, one of 999 is not
+    // (the line is 36 bytes plus the machine id).
+    seen.length = 0;
+    for (const n of [1000, 999]) expect(await zipped.write([{ machine: 'a'.repeat(n - 36), ts: 1700000000000, metrics: { v: 1 } }])).toEqual({ ok: true });
+    expect(seen.map((x) => [Buffer.byteLength(x.body), x.encoding])).toEqual([[1000, 'gzip'], [999, undefined]]);
   });
 
   it('maps 429 with Retry-After to retry, 413 to too_large, 400 to rejected, and a dead server to retry', async () => {

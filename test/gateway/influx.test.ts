@@ -141,6 +141,10 @@ describeWithInfluxd('InfluxDB 1.x sink with influx.gzip', () => {
     const writes = seen.filter((x) => x.body.startsWith('telemetry'));
     expect(writes.map((x) => x.encoding)).toEqual([undefined, 'gzip', undefined]);
     expect(writes[1]?.body).toBe(writes[0]?.body);
+    // The edge: a body of 1,000 bytes is compressed, one of 999 is not (36 bytes plus the machine id).
+    seen.length = 0;
+    for (const n of [1000, 999]) expect(await sink(standIn, true).write([{ machine: 'a'.repeat(n - 36), ts: 1700000000000, metrics: { v: 1 } }])).toEqual({ ok: true });
+    expect(seen.filter((x) => x.body.startsWith('telemetry')).map((x) => [Buffer.byteLength(x.body), x.encoding])).toEqual([[1000, 'gzip'], [999, undefined]]);
 
     expect(await sink(influx.url, true).write(readings)).toEqual({ ok: true });
     const rows = await influx.query('SELECT "temp_c", "rpm" FROM telemetry ORDER BY time', 'gz');

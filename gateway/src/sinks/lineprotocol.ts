@@ -256,13 +256,17 @@ class ByteWriter {
     }
     let len = 1;
     for (let p = 10; p <= n; p *= 10) len++;
+    this.digits(n, len);
+  }
+
+  /** The last `len` decimal digits of the non-negative integer n, zeros in front where it has fewer. */
+  private digits(n: number, len: number): void {
     this.room(len);
-    let i = this.at + len;
-    do {
+    for (let i = this.at + len - 1; i >= this.at; i--) {
       const q = Math.floor(n / 10);
-      this.buf[--i] = 0x30 + (n - q * 10);
+      this.buf[i] = 0x30 + (n - q * 10);
       n = q;
-    } while (n > 0);
+    }
     this.at += len;
   }
 
@@ -282,18 +286,11 @@ class ByteWriter {
       const n = Math.round(a * p);
       if (n / p !== a) continue;
       const whole = Math.floor(n / p);
-      let frac = n - whole * p;
       if (v < 0) this.byte(0x2d);
       this.int(whole);
-      this.room(k + 1);
-      this.buf[this.at] = 0x2e;
+      this.byte(0x2e);
       // k digits of the fraction, leading zeros included (none trails: k is the fewest).
-      for (let i = this.at + k; i > this.at; i--) {
-        const q = Math.floor(frac / 10);
-        this.buf[i] = 0x30 + (frac - q * 10);
-        frac = q;
-      }
-      this.at += k + 1;
+      this.digits(n - whole * p, k);
       return true;
     }
     return false;
