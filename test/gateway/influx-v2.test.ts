@@ -5,7 +5,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Reading } from '../../gateway/src/contract/reading.js';
 import { InfluxV2Sink } from '../../gateway/src/sinks/influx-v2.js';
+import { readingToLine } from '../../gateway/src/sinks/lineprotocol.js';
 
 interface Seen {
   method: string;
@@ -63,6 +65,22 @@ describe('InfluxDB 2.x sink (stand-in server: no InfluxDB 2 can run here)', () =
       'telemetry,machine=cnc-01,site=a\\ b temp_c=41.5 1700000000123',
       'telemetry,machine=pump-07 flow=30,p\\,x=1 1700000000124',
     ]);
+  });
+
+  it('sends a whole batch as one request whose body is every line, multi-byte names included, exactly as readingToLine writes it', async () => {
+    // The body goes to the client as one record (TelemetryLines.encode, then UTF-8 text): the bytes
+    // that arrive must be the lines joined by newlines, with nothing dropped, split or re-encoded.
+    const tagsFor = (m: string): Record<string, string> | undefined => (m.startsWith('p') ? { site: 'Halle Süd, 3' } : undefined);
+    const readings: Reading[] = Array.from({ length: 3000 }, (_, i) => ({
+      machine: i % 2 ? `press ${i % 13},a=b` : `cnc-${i % 17}-✓`,
+      ts: 1700000000000 + i,
+      metrics: { 'ünï✓,=x': i / 7, temp_c: 40 + (i % 100) / 10, count: i, time: -i },
+    }));
+    seen.length = 0;
+    const s = new InfluxV2Sink({ url, org: 'o', bucket: 'b', token: 't', timeoutMs: 5000, tagsFor });
+    expect(await s.write(readings)).toEqual({ ok: true });
+    expect(seen).toHaveLength(1);
+    expect((seen[0] as Seen).body).toBe(readings.map((r) => readingToLine(r, tagsFor(r.machine))).join('\n'));
   });
 
   it('sends bodies uncompressed unless influx.gzip is on, then gzips those of 1,000 bytes or more', async () => {
