@@ -7,6 +7,7 @@
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Reading } from '../contract/reading.js';
+import { HttpPoster } from './http-post.js';
 import { TelemetryLines, type ExtraTags } from './lineprotocol.js';
 import { GZIP_MIN_BYTES, outcomeForStatus, pingInflux, type Sink, type WriteOutcome } from './sink.js';
 
@@ -30,6 +31,7 @@ export class InfluxV1Sink implements Sink {
   readonly name = 'influxdb-v1';
   private dbReady = false;
   private readonly lines: TelemetryLines;
+  private readonly poster = new HttpPoster();
 
   constructor(private readonly opts: InfluxV1Options) {
     this.lines = new TelemetryLines(opts.tagsFor);
@@ -92,17 +94,11 @@ export class InfluxV1Sink implements Sink {
         payload = await gzipAsync(body);
         headers['content-encoding'] = 'gzip';
       }
-      const res = await fetch(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`, {
-        method: 'POST',
-        headers,
-        body: payload,
-        signal: this.signal(signal),
-      });
-      const text = res.status === 204 ? '' : await res.text();
-      if (res.ok) this.dbReady = true;
+      const res = await this.poster.post(new URL(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`), headers, payload, this.signal(signal));
+      if (res.status >= 200 && res.status < 300) this.dbReady = true;
       // 404 "database not found" after the database was dropped: create it and retry.
       if (res.status === 404) this.dbReady = false;
-      return outcomeForStatus(res.status, text, res.headers.get('retry-after'));
+      return outcomeForStatus(res.status, res.text, res.retryAfter);
     } catch (e) {
       return { ok: false, kind: 'retry', message: `InfluxDB unreachable at ${this.opts.url}: ${(e as Error).message}` };
     }
@@ -112,5 +108,7 @@ export class InfluxV1Sink implements Sink {
     return pingInflux(this.opts.url);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.poster.close();
+  }
 }

@@ -127,6 +127,9 @@ export class TelemetryLines {
   /** Per metric name: the escaped field key and its UTF-8 bytes followed by `=`; null for a reserved name. */
   private readonly keys = new Map<string, { text: string; bytes: Buffer } | null>();
 
+  /** Bytes per line of the last batch plus a margin: sizes the next buffer so it rarely has to grow. */
+  private lineBytes = 96;
+
   constructor(private readonly tagsFor: (machine: string) => ExtraTags | undefined) {}
 
   private prefix(machine: string): { text: string; bytes: Buffer } {
@@ -177,7 +180,7 @@ export class TelemetryLines {
    * off-heap allocation, and the HTTP client sends it without encoding it again.
    */
   encode(readings: readonly Reading[]): Buffer {
-    const out = new ByteWriter(readings.length * 96);
+    const out = new ByteWriter(readings.length * this.lineBytes);
     for (let i = 0; i < readings.length; i++) {
       const r = readings[i] as Reading;
       if (i > 0) out.byte(NEWLINE);
@@ -198,7 +201,9 @@ export class TelemetryLines {
       out.byte(SPACE);
       out.int(Math.trunc(r.ts));
     }
-    return out.done();
+    const body = out.done();
+    this.lineBytes = Math.min(4096, Math.ceil(body.length / readings.length) + 8);
+    return body;
   }
 }
 
