@@ -1,8 +1,8 @@
 /**
  * One HTTP(S) POST with node:http, for the InfluxDB 1.x write path. Why not fetch: undici's fetch
  * copies a Buffer body before sending it (a second megabyte per 10,000-reading batch) and builds
- * WHATWG streams, Headers and Response objects per request; those off-heap copies pushed V8 into
- * a full collection every ~60,000 readings (bench/README "Sinks"). Connections are kept alive.
+ * WHATWG streams, Headers and Response objects per request; with it, the write path alone made V8
+ * run a full collection every 35,000-100,000 readings (bench/README "Sinks"). Connections are kept alive.
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
