@@ -60,10 +60,12 @@ describeWithInfluxd('gateway -> InfluxDB 1.x', () => {
     expect(r.body.readings).toEqual([0, 1, 2].map((i) => expect.objectContaining({ ts: t0 + i * 1000, metrics: { flow_l_min: 30 + i / 8 } })));
   });
 
-  it('keeps a metric named time or like a tag (InfluxDB would drop it or hide the point) as <name>_, and the API gives it back under its name', async () => {
+  it('keeps a metric named time or like a tag (InfluxDB would drop it or hide the point) as <name>_, and the API gives every metric back under its own name', async () => {
+    // time_ and _field are metrics of their own beside time: each is stored one `_` longer, so
+    // nothing lands on another metric's key and every value comes back under the name it was sent with.
     await client.publishAsync(
       'machines/cnc-01/telemetry',
-      JSON.stringify({ readings: [{ ts: t0 + 120_000, metrics: { time: 1.5, machine: 2, line: 3, spindle_rpm: 9000 } }, { ts: t0 + 121_000, metrics: { time: 4.5 } }] }),
+      JSON.stringify({ readings: [{ ts: t0 + 120_000, metrics: { time: 1.5, machine: 2, line: 3, spindle_rpm: 9000, time_: 7, _field: 8 } }, { ts: t0 + 121_000, metrics: { time: 4.5 } }] }),
       { qos: 1 },
     );
     // Found by its machine tag (a field called machine would have made this WHERE compare the field).
@@ -71,12 +73,14 @@ describeWithInfluxd('gateway -> InfluxDB 1.x', () => {
       const r = await influx.query(`SELECT * FROM telemetry WHERE machine = 'cnc-01' AND time >= ${(t0 + 120_000) * 1e6} ORDER BY time`, 'shop');
       return r.length === 2 ? r : undefined;
     }, 10000, 'both points in InfluxDB');
-    expect(rows[0]).toEqual(expect.objectContaining({ machine: 'cnc-01', line: 'line 1', time_: 1.5, machine_: 2, line_: 3, spindle_rpm: 9000 }));
+    expect(rows[0]).toEqual(expect.objectContaining({ machine: 'cnc-01', line: 'line 1', time_: 1.5, machine_: 2, line_: 3, spindle_rpm: 9000, time__: 7, _field_: 8 }));
     expect(rows[1]).toEqual(expect.objectContaining({ machine: 'cnc-01', time_: 4.5 }));
     const api = await getJson<{ readings: { ts: number; metrics: Record<string, number> }[] }>(`${gw.httpUrl}/api/v1/machines/cnc-01/readings?order=asc&from=${t0 + 120_000}`);
-    expect(api.body.readings.map((r) => r.metrics)).toEqual([{ time: 1.5, machine: 2, line: 3, spindle_rpm: 9000 }, { time: 4.5 }]);
+    expect(api.body.readings.map((r) => r.metrics)).toEqual([{ time: 1.5, machine: 2, line: 3, spindle_rpm: 9000, time_: 7, _field: 8 }, { time: 4.5 }]);
     const one = await getJson<{ readings: { metrics: Record<string, number> }[] }>(`${gw.httpUrl}/api/v1/machines/cnc-01/readings?order=asc&from=${t0 + 120_000}&metric=time`);
     expect(one.body.readings.map((r) => r.metrics)).toEqual([{ time: 1.5 }, { time: 4.5 }]);
+    const other = await getJson<{ readings: { metrics: Record<string, number> }[] }>(`${gw.httpUrl}/api/v1/machines/cnc-01/readings?order=asc&from=${t0 + 120_000}&metric=time_`);
+    expect(other.body.readings.map((r) => r.metrics)).toEqual([{ time_: 7 }]);
     const quarantined = await getJson<{ readings?: unknown[] }>(`${gw.httpUrl}/api/v1/quarantine`);
     expect(JSON.stringify(quarantined.body)).not.toContain('"time"');
   });

@@ -80,18 +80,23 @@ describe('line protocol escaping', () => {
     // As line() does: a reading with no finite metric is refused, not written as a broken line.
     expect(() => new TelemetryLines(tagsFor).encode([{ machine: 'm', ts: 1, metrics: { a: Number.NaN } }])).toThrow(RangeError);
   });
-  it('stores a metric InfluxDB cannot keep under its name (time, a tag key, a 2.x reserved key) as <name>_, never over another metric', () => {
-    const r: Reading = { machine: 'm1', ts: 5, metrics: { time: 1, machine: 2, line: 3, _field: 4, temp_c: 5, time_: 6, Time: 7 } };
-    // time_ is a metric of its own here, so the renamed time takes time__.
-    expect(readingToLine(r, { line: 'l1' })).toBe('telemetry,line=l1,machine=m1 time__=1,machine_=2,line_=3,_field_=4,temp_c=5,time_=6,Time=7 5');
+  it('stores a metric InfluxDB cannot keep under its name (time, a tag key, a 2.x reserved key) as <name>_, one-to-one and the same in every reading', () => {
+    const r: Reading = { machine: 'm1', ts: 5, metrics: { time: 1, machine: 2, line: 3, _field: 4, temp_c: 5, time_: 6, Time: 7, time__: 8 } };
+    // time_ and time__ are metrics of their own: each takes one more `_`, so none lands on another's key.
+    expect(readingToLine(r, { line: 'l1' })).toBe('telemetry,line=l1,machine=m1 time_=1,machine_=2,line_=3,_field_=4,temp_c=5,time__=6,Time=7,time___=8 5');
     const lines = new TelemetryLines(() => ({ line: 'l1' }));
     expect(lines.line(r)).toBe(readingToLine(r, { line: 'l1' }));
-    // The cache keeps no per-reading key: the next reading without time_ gets time_ again.
-    const r2: Reading = { machine: 'm1', ts: 6, metrics: { time: 8 } };
-    expect(lines.line(r2)).toBe('telemetry,line=l1,machine=m1 time_=8 6');
-    for (const name of ['time', 'machine', 'site', 'line', 'kind', '_measurement', 'temp_c', 'times']) expect(metricOfFieldKey(telemetryFieldKey(name, {}))).toBe(name);
-    expect(telemetryFieldKey('times', {})).toBe('times');
+    expect(lines.encode([r]).toString('utf8')).toBe(readingToLine(r, { line: 'l1' }));
+    // The key does not depend on the reading's other metrics.
+    expect(lines.line({ machine: 'm1', ts: 6, metrics: { time: 8 } })).toBe('telemetry,line=l1,machine=m1 time_=8 6');
+    // One-to-one: every name comes back from its key, and no two names share a key.
+    const names = ['time', 'time_', 'time__', 'machine', 'machine_', 'site', 'line', 'kind', 'kind___', '_measurement', '_measurement_', '_field', '__field', 'temp_c', 'times', 'time_x', '_', '__', 'Time_', 'x_'];
+    const keys = names.map((n) => telemetryFieldKey(n));
+    expect(new Set(keys).size).toBe(names.length);
+    for (const n of names) expect(metricOfFieldKey(telemetryFieldKey(n))).toBe(n);
+    expect(keys.filter((k, i) => k !== names[i])).toEqual(['time_', 'time__', 'time___', 'machine_', 'machine__', 'site_', 'line_', 'kind_', 'kind____', '_measurement_', '_measurement__', '_field_']);
   });
+
   it('omits empty tags and refuses a point with no fields', () => {
     expect(formatPoint('m', { a: '' }, { v: { int: 3 } }, 5)).toBe('m v=3i 5');
     expect(() => formatPoint('m', {}, { v: Number.NaN }, 5)).toThrow();

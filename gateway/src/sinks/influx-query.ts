@@ -42,7 +42,7 @@ export class InfluxReadingSource implements ReadingSource {
 
   async queryReadings(q: ReadingQuery): Promise<StoredReading[]> {
     // A reserved metric name (`time`, a tag key) is stored under another field key (lineprotocol.ts).
-    const fields = q.metrics && q.metrics.length > 0 ? q.metrics.map((m) => escape.quoted(telemetryFieldKey(m, {}))).join(', ') : '*';
+    const fields = q.metrics && q.metrics.length > 0 ? q.metrics.map((m) => escape.quoted(telemetryFieldKey(m))).join(', ') : '*';
     const where = [`"machine" = ${escape.stringLit(q.machine)}`];
     if (q.from !== undefined) where.push(`time >= ${Math.trunc(q.from)}ms`);
     if (q.to !== undefined) where.push(`time <= ${Math.trunc(q.to)}ms`);

@@ -84,26 +84,32 @@ export const TELEMETRY_TAG_KEYS: readonly string[] = ['machine', 'site', 'line',
  */
 const RESERVED_FIELD_KEYS: ReadonlySet<string> = new Set(['time', '_field', '_measurement', ...TELEMETRY_TAG_KEYS]);
 
-/**
- * The field key a metric is stored under: its own name, or for a reserved name the name with `_`
- * appended (more than one while that is another metric of the same reading, so nothing is overwritten).
- */
-export function telemetryFieldKey(name: string, metrics: Readonly<Record<string, number>>): string {
-  if (!RESERVED_FIELD_KEYS.has(name)) return name;
-  let key = `${name}_`;
-  while (Object.hasOwn(metrics, key)) key += '_';
-  return key;
+/** A reserved name followed by zero or more `_` (`time`, `time_`, `machine__`...). */
+function hasReservedStem(name: string): boolean {
+  let end = name.length;
+  while (end > 0 && name.charCodeAt(end - 1) === 0x5f) end--;
+  return RESERVED_FIELD_KEYS.has(name.slice(0, end));
 }
 
-/** Back from a stored field key to the metric name (`time_` -> `time`); other keys are the name. */
+/**
+ * The field key a metric is stored under: its own name, or one more `_` for a reserved name and for
+ * any name that is a reserved name followed by `_`s (`time` -> `time_`, `time_` -> `time__`). So the
+ * mapping is one-to-one and the same in every reading: metricOfFieldKey takes exactly one `_` back
+ * off, and no two metrics of a reading can land on one key.
+ */
+export function telemetryFieldKey(name: string): string {
+  return hasReservedStem(name) ? `${name}_` : name;
+}
+
+/** Back from a stored field key to the metric name (`time_` -> `time`, `time__` -> `time_`); other keys are the name. */
 export function metricOfFieldKey(key: string): string {
-  return key.endsWith('_') && RESERVED_FIELD_KEYS.has(key.slice(0, -1)) ? key.slice(0, -1) : key;
+  return key.endsWith('_') && hasReservedStem(key.slice(0, -1)) ? key.slice(0, -1) : key;
 }
 
 /** The reading's metrics under their stored field keys (see telemetryFieldKey). */
 function telemetryFields(metrics: Readonly<Record<string, number>>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const name in metrics) out[telemetryFieldKey(name, metrics)] = metrics[name] as number;
+  for (const name in metrics) out[telemetryFieldKey(name)] = metrics[name] as number;
   return out;
 }
 
@@ -124,8 +130,8 @@ const MAX_CACHED = 10_000;
 export class TelemetryLines {
   /** Per machine: the series prefix, and its UTF-8 bytes followed by the space before the fields. */
   private readonly prefixes = new Map<string, { text: string; bytes: Buffer }>();
-  /** Per metric name: the escaped field key and its UTF-8 bytes followed by `=`; null for a reserved name. */
-  private readonly keys = new Map<string, { text: string; bytes: Buffer } | null>();
+  /** Per metric name: the escaped field key and its UTF-8 bytes followed by `=`. */
+  private readonly keys = new Map<string, { text: string; bytes: Buffer }>();
 
   /** Bytes per line of the last batch plus a margin: sizes the next buffer so it rarely has to grow. */
   private lineBytes = 96;
@@ -145,15 +151,11 @@ export class TelemetryLines {
     return p;
   }
 
-  private key(name: string): { text: string; bytes: Buffer } | null {
+  private key(name: string): { text: string; bytes: Buffer } {
     let k = this.keys.get(name);
     if (k === undefined) {
-      // null: a reserved name, whose key depends on the reading's other metrics (rare: not cached).
-      if (RESERVED_FIELD_KEYS.has(name)) k = null;
-      else {
-        const text = escapeFieldKey(name);
-        k = { text, bytes: Buffer.from(`${text}=`) };
-      }
+      const text = escapeFieldKey(telemetryFieldKey(name));
+      k = { text, bytes: Buffer.from(`${text}=`) };
       if (this.keys.size >= MAX_CACHED) this.keys.clear();
       this.keys.set(name, k);
     }
@@ -165,7 +167,7 @@ export class TelemetryLines {
     for (const name in r.metrics) {
       const v = r.metrics[name] as number;
       if (!Number.isFinite(v)) continue;
-      const key = this.key(name)?.text ?? escapeFieldKey(telemetryFieldKey(name, r.metrics));
+      const key = this.key(name).text;
       fields += fields === '' ? `${key}=${String(v)}` : `,${key}=${String(v)}`;
     }
     if (fields === '') throw new RangeError('point for telemetry has no fields');
@@ -191,9 +193,7 @@ export class TelemetryLines {
         if (!Number.isFinite(v)) continue;
         if (!first) out.byte(COMMA);
         first = false;
-        const key = this.key(name);
-        if (key) out.bytes(key.bytes);
-        else out.bytes(Buffer.from(`${escapeFieldKey(telemetryFieldKey(name, r.metrics))}=`));
+        out.bytes(this.key(name).bytes);
         if (Number.isInteger(v)) out.int(v);
         else if (!out.decimal(v)) out.ascii(String(v));
       }
