@@ -68,7 +68,7 @@ async function runDemo(o: DemoOpts): Promise<void> {
       '',
       `smartops-gateway demo: gateway on ${api} (MQTT mqtt://127.0.0.1:${gw.mqttPort}), data in ${config.dataDir}`,
       `back-filling ${formatDuration(now - startTs)} of history for ${o.machines} machines, then live. Watch:`,
-      `  ${api}/api/v1/machines                      machines and their status (learning -> healthy)`,
+      `  ${api}/api/v1/machines                      machines, readings counts, metric names`,
       `  ${api}/api/v1/machines/cnc-03/anomaly       cnc-03's anomaly score rising above its threshold`,
       `  ${api}/api/v1/alerts                        the alert for cnc-03 (bearing wear) opening`,
       `  ${api}/api/v1/machines/cnc-03/readings?limit=5   latest raw readings (vibration_rms_mm_s, vibration_kurtosis)`,
