@@ -28,10 +28,32 @@ interface RunOptions {
   set?: string[];
 }
 
-function intArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new GatewayError('SMARTOPS_CONFIG_FLAG', `expected an integer, got "${v}"`);
-  return n;
+/**
+ * Typed flags name the flag and the key path in their errors, as `--set` and SMARTOPS_* do, so the
+ * message says which argument to fix and which setting it is.
+ */
+function flagError(o: Option, path: string, problem: string): GatewayError {
+  return new GatewayError(ErrorCodes.CONFIG_FLAG, `${o.long ?? o.flags} (${path}): ${problem}`);
+}
+
+function intOption(flags: string, description: string, path: string): Option {
+  const o = new Option(flags, `${description} (${path})`);
+  return o.argParser((v: string): number => {
+    const n = Number(v);
+    // Number('') is 0: an empty value is a mistake, not port 0.
+    if (v.trim() === '' || !Number.isInteger(n)) throw flagError(o, path, `expected an integer, got "${v}"`);
+    return n;
+  });
+}
+
+function choiceOption(flags: string, description: string, path: string, choices: readonly string[]): Option {
+  // choices() lists them in --help; the parser set after it replaces commander's own check, which
+  // exits 1 without our code or the key path.
+  const o = new Option(flags, `${description} (${path})`).choices(choices);
+  return o.argParser((v: string): string => {
+    if (!choices.includes(v)) throw flagError(o, path, `expected one of ${choices.join(', ')}, got "${v}"`);
+    return v;
+  });
 }
 
 function flagsToConfig(o: RunOptions): PlainObject {
@@ -136,14 +158,14 @@ export function buildProgram(): Command {
     .option('--print-config', 'print the effective configuration (secrets redacted) and exit')
     .option('--data-dir <dir>', 'data directory (dataDir)')
     .option('--mqtt-host <host>', 'MQTT listener address (mqtt.host)')
-    .option('--mqtt-port <port>', 'MQTT listener port (mqtt.port)', intArg)
+    .addOption(intOption('--mqtt-port <port>', 'MQTT listener port', 'mqtt.port'))
     .option('--allow-anonymous', 'accept MQTT clients without credentials (mqtt.allowAnonymous)')
     .option('--http-host <host>', 'HTTP API address (http.host)')
-    .option('--http-port <port>', 'HTTP API port (http.port)', intArg)
+    .addOption(intOption('--http-port <port>', 'HTTP API port', 'http.port'))
     .option('--influx-url <url>', 'InfluxDB URL; readings go to InfluxDB instead of the embedded store (influx.url)')
     .option('--influx-database <db>', 'InfluxDB 1.x database (influx.database)')
-    .addOption(new Option('--sink <type>', 'sink (sink.type)').choices(['auto', 'embedded', 'influxdb-v1', 'influxdb-v2']))
-    .addOption(new Option('--log-level <level>', 'log level (log.level)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(choiceOption('--sink <type>', 'sink', 'sink.type', ['auto', 'embedded', 'influxdb-v1', 'influxdb-v2']))
+    .addOption(choiceOption('--log-level <level>', 'log level', 'log.level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--set <key=value>', 'set any setting by its key path, e.g. --set outbox.fsync=os (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText('after', '\nPrecedence: defaults < --config file < SMARTOPS_* environment < flags. Every setting: README "Configuration reference".')
     .action(async (o: RunOptions) => run(o));

@@ -97,6 +97,54 @@ describe('limit rules', () => {
     expect(out.at(-1)).toMatchObject({ active: false, eventTs: T0 + 3000 });
   });
 
+  it('holds a worse peak back for 5 s (event time), then reports it; a clear inside the window reports it first', () => {
+    const { l, out } = limits([{ machine: 'm1', metric: 'oil_temp_c', max: 75, severity: 'critical' }]);
+    l.onReadings([reading('m1', T0, { oil_temp_c: 80 })]);
+    l.onReadings([reading('m1', T0 + 300, { oil_temp_c: 81 }), reading('m1', T0 + 1000, { oil_temp_c: 83 })]);
+    l.onReadings([reading('m1', T0 + 2000, { oil_temp_c: 82 })]);
+    // Rate-limited: the worse readings are not passed on inside the window.
+    expect(out.map((e) => e.score)).toEqual([80]);
+    // Window over, still violating: the worst value of the window goes out once.
+    l.onReadings([reading('m1', T0 + 5000, { oil_temp_c: 79 })]);
+    expect(out.map((e) => e.score)).toEqual([80, 83]);
+    l.onReadings([reading('m1', T0 + 5300, { oil_temp_c: 84 })]);
+    expect(out.map((e) => e.score)).toEqual([80, 83]);
+    // Cleared 0.7 s after the 84: the held-back peak goes out before the clear.
+    l.onReadings([reading('m1', T0 + 6000, { oil_temp_c: 72 })]);
+    expect(out.map((e) => [e.active, e.score])).toEqual([
+      [true, 80],
+      [true, 83],
+      [true, 84],
+      [false, undefined],
+    ]);
+    expect(out[2]).toMatchObject({ eventTs: T0, threshold: 75, severity: 'critical' });
+    expect(out[2]!.contributors[0]).toMatchObject({ metric: 'oil_temp_c', value: 84, text: 'oil_temp_c 84 above max 75' });
+    // A new episode starts without a held-back peak from the old one.
+    l.onReadings([reading('m1', T0 + 7000, { oil_temp_c: 76 }), reading('m1', T0 + 7100, { oil_temp_c: 70 })]);
+    expect(out.slice(4).map((e) => [e.active, e.score])).toEqual([
+      [true, 76],
+      [false, undefined],
+    ]);
+  });
+
+  it('reports a held-back peak before the metric that reached it leaves the condition', () => {
+    const { l, out } = limits([
+      { metric: 'a', max: 10, severity: 'warning' },
+      { metric: 'b', max: 10, severity: 'warning' },
+    ]);
+    l.onReadings([reading('m1', T0, { a: 11 })]);
+    l.onReadings([reading('m1', T0 + 100, { b: 12 })]); // b joins: published (other metrics)
+    l.onReadings([reading('m1', T0 + 200, { a: 13 })]); // worse, inside the window: held back
+    expect(out).toHaveLength(2);
+    l.onReadings([reading('m1', T0 + 300, { a: 5 })]); // a leaves: the update without a must not lose a's 13
+    expect(out.map((e) => [e.score, e.threshold, e.contributors.map((c) => c.metric).join('+')])).toEqual([
+      [11, 10, 'a'],
+      [12, 10, 'b+a'],
+      [13, 10, 'a+b'],
+      [12, 10, 'b'],
+    ]);
+  });
+
   it('validates rules: min or max required, min below max', () => {
     expect(limitRuleSchema.safeParse({ metric: 'x' }).success).toBe(false);
     expect(limitRuleSchema.safeParse({ metric: 'x', min: 5, max: 1 }).success).toBe(false);
@@ -169,6 +217,22 @@ describe('rules through the engine', () => {
     e.onReadings([reading('c1', T0 + 80_000, { p_bar: 7 })]);
     expect(e.openCount()).toBe(0);
     expect(e.get(silence.id)).toMatchObject({ state: 'resolved', resolution: 'auto', resolvedAt: T0 + 80_000 });
+  });
+
+  it('a limit alert resolved inside the 5 s window keeps its true peak; notifications stay rate-limited', async () => {
+    h = await startAlerts({ limits: [{ machine: 'm1', metric: 'oil_temp_c', max: 75, severity: 'critical' }] });
+    const e = h.engine;
+    e.onReadings([reading('m1', T0, { oil_temp_c: 80 })]);
+    h.clock.t = T0 + 300;
+    e.onReadings([reading('m1', T0 + 300, { oil_temp_c: 81 })]);
+    h.clock.t = T0 + 1300;
+    e.onReadings([reading('m1', T0 + 1300, { oil_temp_c: 72 })]);
+    const a = e.list({ limit: 10 }).alerts;
+    expect(a).toHaveLength(1);
+    expect(a[0]).toMatchObject({ state: 'resolved', resolvedAt: T0 + 1300, peakScore: 81, threshold: 75, peakAt: T0 + 1300, updateCount: 1 });
+    expect(a[0]!.contributorsText).toBe('oil_temp_c 81 above max 75');
+    // The peak is stored, but no extra `updated` is published (alerts.updateNotifyIntervalMs).
+    expect(h.mqtt.map((m) => (JSON.parse(m.payload) as { event: string }).event)).toEqual(['opened', 'resolved']);
   });
 
   it('resolving a silence alert by hand stops watching the machine, across restarts too', async () => {

@@ -53,6 +53,19 @@ describe('smartops-gateway CLI', () => {
     expect(r.stderr).toContain('"mqtt.colour"');
   });
 
+  it('a bad value of a typed flag exits 2 naming the flag and its key path', () => {
+    const cases: Array<[string[], string]> = [
+      [['--mqtt-port', 'abc'], '[SMARTOPS_CONFIG_FLAG] --mqtt-port (mqtt.port): expected an integer, got "abc"'],
+      [['--http-port', '80.5'], '[SMARTOPS_CONFIG_FLAG] --http-port (http.port): expected an integer, got "80.5"'],
+      [['--sink', 'mongo'], '[SMARTOPS_CONFIG_FLAG] --sink (sink.type): expected one of auto, embedded, influxdb-v1, influxdb-v2, got "mongo"'],
+      [['--log-level', 'loud'], '[SMARTOPS_CONFIG_FLAG] --log-level (log.level): expected one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli([...args, '--print-config']);
+      expect({ args, status: r.status, stderr: r.stderr.trim() }).toEqual({ args, status: 2, stderr: `smartops-gateway: ${message}` });
+    }
+  });
+
   it('user add writes a scrypt hash that verifies; token add prints a hashed config entry', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'smartops-cli-'));
     const f = join(dir, 'users.yaml');

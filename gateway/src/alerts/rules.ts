@@ -13,7 +13,10 @@ import { type LimitRule, severityRank } from './config.js';
 export type Emit = (e: ConditionEvent) => void;
 export type KindOf = (machine: string) => string | undefined;
 
-/** Re-emitting a limit alert because its peak worsened happens at most this often (event time), bounding alert-store writes. */
+/**
+ * Re-emitting a limit alert because its peak worsened happens at most this often (event time), bounding
+ * alert-store writes. A worse peak inside the window is held back, not dropped (MachineLimits.heldPeak).
+ */
 const LIMIT_REEMIT_MIN_MS = 5000;
 /** Upper bound of machines the rules keep state for; beyond it new machines are ignored and counted. */
 export const MAX_TRACKED_MACHINES = 10_000;
@@ -36,6 +39,11 @@ interface MachineLimits {
   lastEmitTs: number;
   lastEmitKey: string;
   lastEmitExcess: number;
+  /**
+   * The worst state the rate limit held back, with its excess: it goes out before anything that would
+   * lose it (a clear, or an update without the metric that reached it), so the stored peak is the true one.
+   */
+  heldPeak: { event: ConditionEvent; excess: number } | null;
   /** After a restart: metrics of the open limit alert not yet seen back inside their limits. */
   pending: Set<string>;
   pendingSeverity: Severity;
@@ -140,6 +148,7 @@ export class LimitRules {
         lastEmitTs: -Infinity,
         lastEmitKey: '',
         lastEmitExcess: 0,
+        heldPeak: null,
         pending: new Set(),
         pendingSeverity: 'info',
       };
@@ -214,6 +223,8 @@ export class LimitRules {
     for (const states of s.byMetric.values()) for (const st of states) if (st.active) active.push(st);
     if (active.length === 0 && s.pending.size === 0) {
       if (s.active) {
+        if (s.heldPeak) this.emit(s.heldPeak.event);
+        s.heldPeak = null;
         s.active = false;
         s.lastEmitKey = '';
         s.lastEmitExcess = 0;
@@ -240,15 +251,31 @@ export class LimitRules {
       s.active = true;
       s.startedAt = Math.min(...active.map((st) => st.violatingSince as number));
     } else if (key === s.lastEmitKey && !(topExcess > s.lastEmitExcess && ts - s.lastEmitTs >= LIMIT_REEMIT_MIN_MS)) {
+      // Inside the window: remember a worse peak (the next emit after the window carries it anyway,
+      // as `worst` only grows while a rule stays active; the clear or a key change might not).
+      if (topExcess > Math.max(s.lastEmitExcess, s.heldPeak?.excess ?? 0)) {
+        s.heldPeak = { event: this.activeEvent(machine, s, active, severity), excess: topExcess };
+      }
       return;
     }
+    if (s.heldPeak && s.heldPeak.excess > topExcess) {
+      this.emit(s.heldPeak.event);
+      s.lastEmitExcess = Math.max(s.lastEmitExcess, s.heldPeak.excess);
+    }
+    s.heldPeak = null;
     s.lastEmitKey = key;
     s.lastEmitTs = ts;
     s.lastEmitExcess = Math.max(s.lastEmitExcess, topExcess);
+    this.emit(this.activeEvent(machine, s, active, severity));
+  }
+
+  /** The active condition for `active` (rule states sorted furthest outside their limit first). */
+  private activeEvent(machine: string, s: MachineLimits, active: RuleState[], severity: Severity): ConditionEvent {
+    const top = active[0] as RuleState;
     const contributors = active.map((st) => limitContributor(st.rule, st.worst as number));
     const topC = contributors[0] as Contributor;
     const since = new Date(s.startedAt).toISOString();
-    this.emit({
+    return {
       machine,
       kind: 'limit',
       active: true,
@@ -261,7 +288,7 @@ export class LimitRules {
         contributors.length === 1
           ? `${topC.text} since ${since}`
           : `${contributors.length} limits violated since ${since}: ${contributors.map((c) => c.text).join('; ')}`,
-    });
+    };
   }
 }
 
