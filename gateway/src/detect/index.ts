@@ -126,7 +126,7 @@ export interface Detection {
   resetBaseline(machine: string): BaselineInfo;
   machines(): MachineDetectionStatus[];
   modelInfo(): ModelInfo;
-  /** Window scores kept in the detection store (historyDays), oldest first. */
+  /** Window scores kept in the detection store (historyDays), oldest first; the newest `limit` when more match. */
   anomalyHistory(machine: string, from: number, to: number, limit?: number): StoredScore[];
   close(): Promise<void>;
 }

@@ -163,7 +163,8 @@ export class DetectionStore {
       getCadences: db.prepare('SELECT machine, body FROM cadences'),
       delCadence: db.prepare('DELETE FROM cadences WHERE machine = ?'),
       putScore: db.prepare('INSERT OR REPLACE INTO scores (machine, window_end, window_start, phase, score, threshold, above, contributors, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
-      getScores: db.prepare('SELECT * FROM scores WHERE machine = ? AND window_end >= ? AND window_end <= ? ORDER BY window_end LIMIT ?'),
+      // Newest first, so a limit keeps the newest windows; scores() turns them back to oldest first.
+      getScores: db.prepare('SELECT * FROM scores WHERE machine = ? AND window_end >= ? AND window_end <= ? ORDER BY window_end DESC LIMIT ?'),
       pruneScores: db.prepare('DELETE FROM scores WHERE window_end < ?'),
     };
   }
@@ -265,6 +266,7 @@ export class DetectionStore {
     this.st.putScore.run(s.machine, s.windowEnd, s.windowStart, s.phase, s.score, s.threshold, s.above ? 1 : 0, JSON.stringify(s.contributors), s.modelVersion);
   }
 
+  /** Window scores with from <= windowEnd <= to, oldest first: the newest `limit` when more match. */
   scores(machine: string, from: number, to: number, limit: number): StoredScore[] {
     const rows = this.st.getScores.all(machine, from, to, limit) as Array<{
       window_start: number;
@@ -276,6 +278,7 @@ export class DetectionStore {
       contributors: string;
       model_version: string;
     }>;
+    rows.reverse();
     return rows.map((r) => ({
       windowStart: r.window_start,
       windowEnd: r.window_end,

@@ -13,7 +13,8 @@ import type { Config } from '../config/schema.js';
 import { matchToken } from '../auth/passwords.js';
 import type { CoreMetrics } from '../obs/metrics.js';
 import { STATUS_CODES } from 'node:http';
-import { sendError, type ApiErrorBody } from './errors.js';
+import { GatewayError } from '../errors.js';
+import { publicMessage, sendError, type ApiErrorBody } from './errors.js';
 
 export type Scope = 'read' | 'ack' | 'admin';
 
@@ -82,6 +83,16 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  // An empty body sent with `content-type: application/json` (curl -H without -d, clients that always
+  // set the header) means no body, as an absent one does: an optional body may be left out either way,
+  // and a route that needs one still answers 400 naming `body`. Anything else parses as before.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body: string, done) => {
+    if (body.length === 0) return done(null, undefined);
+    return parseJson(req, body, done);
+  });
+
   app.setErrorHandler((err, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {
       const v = err.validation[0];
@@ -92,7 +103,11 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     const status = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
     if (status >= 500) {
       req.log.error({ err }, 'request failed');
-      return sendError(reply, status, e.code && !e.code.startsWith('FST_') ? e.code : 'INTERNAL', status === 503 ? e.message : 'internal error (see gateway log)');
+      // 503 (the gateway cannot take it now) and a GatewayError's 502 (a dependency such as InfluxDB
+      // failed) carry messages written for the user; any other 5xx may be an unexpected exception
+      // whose message holds internals.
+      const forUser = status === 503 || (status === 502 && err instanceof GatewayError);
+      return sendError(reply, status, e.code && !e.code.startsWith('FST_') ? e.code : 'INTERNAL', forUser ? publicMessage(e.message) : 'internal error (see gateway log)');
     }
     const code = status === 429 ? 'RATE_LIMITED' : e.code && !e.code.startsWith('FST_') ? e.code : status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
     return sendError(reply, status, code, e.message);

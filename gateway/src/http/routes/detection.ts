@@ -51,11 +51,14 @@ export function detectionRoutes(deps: { detection: Detection; knownMachine: (id:
         schema: {
           tags: ['detection'],
           summary: 'Window anomaly scores of a machine with its threshold, oldest first',
+          description:
+            'Windows whose end is within from..to (default: the last 24 h), in ascending time order. When more windows match than `limit` (default 1000), ' +
+            'the newest `limit` are returned; for the older ones, repeat the call with `to` = the first returned windowEnd - 1.',
           params: machineIdParam,
           querystring: z.strictObject({
             from: timeParam.optional().describe('Start (window end, inclusive): epoch ms or ISO-8601; default 24 h ago'),
             to: timeParam.optional().describe('End (inclusive): epoch ms or ISO-8601; default now'),
-            limit: z.coerce.number().int().min(1).max(10000).default(1000).describe('Most windows returned'),
+            limit: z.coerce.number().int().min(1).max(10000).default(1000).describe('Most windows returned (1-10000, default 1000): the newest when more match'),
           }),
           response: {
             200: z.object({
@@ -117,8 +120,12 @@ export function detectionRoutes(deps: { detection: Detection; knownMachine: (id:
           tags: ['detection'],
           summary: 'Forget the baseline and learn it again from the next windows (after maintenance, a tool change, a move)',
           params: machineIdParam,
-          body: z.strictObject({ who: z.string().min(1).max(100).optional(), reason: z.string().max(1000).optional() }).optional(),
-          response: { 200: baselineSchema, 404: errorSchema },
+          // nullish, as POST /alerts/:id/resolve: fastify hands a request without a body over as null.
+          body: z
+            .strictObject({ who: z.string().min(1).max(100).optional().describe('Who resets (name or initials), for the log.'), reason: z.string().max(1000).optional().describe('Why, for the log.') })
+            .nullish()
+            .describe('Optional; may be omitted.'),
+          response: { 200: baselineSchema, 400: errorSchema, 404: errorSchema },
         },
       },
       async (req, reply) => {
