@@ -39,6 +39,12 @@ describe('readings while InfluxDB is unreachable', () => {
     expect(r.body.error.code).toBe('SMARTOPS_SINK_QUERY');
     expect(r.body.error.message).toMatch(/^InfluxDB query failed: .*ECONNREFUSED 127\.0\.0\.1:\d+/);
     expect(JSON.stringify(r.body)).not.toContain(PASSWORD);
+    // Right after a failure the influx client rests the host and would say only "No host available":
+    // the answer names the server instead.
+    const again = await getJson<ErrorBody>(`${gw.httpUrl}/api/v1/machines/press-01/readings`);
+    expect(again.status).toBe(502);
+    expect(again.body.error.message).toMatch(/^InfluxDB query failed: (.*ECONNREFUSED 127\.0\.0\.1:\d+|InfluxDB at http:\/\/127\.0\.0\.1:\d+ unreachable)/);
+    expect(again.body.error.message).not.toContain('No host available');
   });
 });
 

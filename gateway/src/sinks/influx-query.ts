@@ -23,9 +23,12 @@ const TAG_COLUMNS = new Set(['time', ...TELEMETRY_TAG_KEYS]);
 
 export class InfluxReadingSource implements ReadingSource {
   private readonly client: InfluxDB;
+  /** The server as a person would name it (no credentials), for error messages. */
+  private readonly where: string;
 
   constructor(opts: InfluxQueryOptions) {
     const u = new URL(opts.url);
+    this.where = `${u.protocol}//${u.host}`;
     this.client = new InfluxDB({
       host: u.hostname,
       port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)),
@@ -51,7 +54,11 @@ export class InfluxReadingSource implements ReadingSource {
     try {
       rows = (await this.client.query(sql, { precision: 'ms' })) as unknown as Record<string, unknown>[];
     } catch (e) {
-      throw new GatewayError(ErrorCodes.SINK_QUERY, `InfluxDB query failed: ${(e as Error).message}`, 502);
+      // After a failed request the `influx` client rests the host for a while and says only "No host
+      // available"; name the server and say why instead.
+      const m = (e as Error).message;
+      const why = m === 'No host available' ? `InfluxDB at ${this.where} unreachable (the last request failed; retrying shortly)` : m;
+      throw new GatewayError(ErrorCodes.SINK_QUERY, `InfluxDB query failed: ${why}`, 502);
     }
     const out: StoredReading[] = [];
     for (const row of rows) {
