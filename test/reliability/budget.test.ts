@@ -76,6 +76,12 @@ describeWithInfluxd('outbox disk budget full', () => {
     const ackedWhileFull = pubs.reduce((a, p) => a + p.acked.size, 0);
     expect(full.depth).toBe(ackedWhileFull);
     expect(gw.logLines().some((l) => String(l.msg).includes('not stored'))).toBe(true);
+    // Listed with the other refusals, saying why the publisher got no PUBACK.
+    const listed = await getJson<{ rejects: { reason: string; detail: string; topic: string }[] }>(`${gw.httpUrl}/api/v1/rejects?limit=100`);
+    const full1 = listed.body.rejects.filter((x) => x.reason === 'outbox_full');
+    expect(full1.length).toBeGreaterThan(0);
+    expect(full1[0]?.detail).toMatch(/^not stored, not acknowledged .*outbox/);
+    expect(full1[0]?.topic).toMatch(/^machines\/.+\/telemetry$/);
 
     for (const p of pubs) await p.stop();
     await influx.resume();

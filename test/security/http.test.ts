@@ -149,6 +149,8 @@ describe('rate limiting', () => {
       expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
       const body = (await r.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe('RATE_LIMITED');
+      // The window as configured, and the wait (the window's remaining time) apart from it.
+      expect(body.error.message).toMatch(/^rate limit of 5 requests per 60 s exceeded; retry in \d+ (seconds?|minutes?)$/);
       // Unknown URLs are limited as well (no free scanning).
       expect((await fetch(`${s.url}/nothing-here`)).status).toBe(429);
     } finally {

@@ -125,7 +125,8 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: 429,
       code: 'RATE_LIMITED',
-      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`,
+      // ctx.after is the time left until the window resets, not the window itself.
+      message: `rate limit of ${ctx.max} requests per ${config.rateLimit.windowMs / 1000} s exceeded; retry in ${ctx.after}`,
     }),
   });
   app.addHook('onRequest', app.rateLimit());

@@ -60,15 +60,20 @@ export class Ingest {
    * before their payload was read (the broker's packet-size guard passes an empty buffer).
    */
   reject(topic: string, payload: Buffer, clientId: string | null, reason: RejectReason, detail: string, payloadBytes = payload.byteLength): IngestResult {
-    const d = this.deps;
-    d.metrics.messagesRejected.inc({ reason });
+    this.deps.metrics.messagesRejected.inc({ reason });
+    const shortDetail = this.keep(topic, payload, clientId, reason, detail, payloadBytes);
+    this.rlog.warn(reason, { reason, topic: topic.slice(0, 256), clientId, detail: shortDetail }, 'telemetry message rejected');
+    return { status: 'rejected', reason, detail: shortDetail };
+  }
+
+  /** Keep a refusal for GET /api/v1/rejects; returns the detail as kept. */
+  private keep(topic: string, payload: Buffer, clientId: string | null, reason: RejectReason, detail: string, payloadBytes = payload.byteLength): string {
     // Bounded: details quote publisher input (e.g. an unknown key name), and the last
     // ingest.rejectsKept of them stay in memory.
     const shortDetail = detail.length > MAX_DETAIL_CHARS ? `${detail.slice(0, MAX_DETAIL_CHARS)}...` : detail;
     const preview = payload.subarray(0, 200).toString('utf8');
-    d.rejects.add({ at: Date.now(), reason, detail: shortDetail, topic: topic.slice(0, 256), clientId, payloadPreview: preview, payloadBytes });
-    this.rlog.warn(reason, { reason, topic: topic.slice(0, 256), clientId, detail: shortDetail }, 'telemetry message rejected');
-    return { status: 'rejected', reason, detail: shortDetail };
+    this.deps.rejects.add({ at: Date.now(), reason, detail: shortDetail, topic: topic.slice(0, 256), clientId, payloadPreview: preview, payloadBytes });
+    return shortDetail;
   }
 
   // prom-client resolves labels on every inc(); bound children skip that on the per-message path.
@@ -114,7 +119,7 @@ export class Ingest {
       this.machines.add(machine);
     }
     const stored = (e: Error | null): void => {
-      if (e) return done(this.unavailable(e, topic, clientId, readings.length));
+      if (e) return done(this.unavailable(e, topic, payload, clientId, readings.length));
       done(this.accepted(readings));
     };
     const outbox = d.outbox;
@@ -122,10 +127,12 @@ export class Ingest {
     else outbox.append(readings).then(() => stored(null), (e: unknown) => stored(e as Error));
   }
 
-  private unavailable(e: Error, topic: string, clientId: string | null, count: number): IngestResult {
+  private unavailable(e: Error, topic: string, payload: Buffer, clientId: string | null, count: number): IngestResult {
     const err = e as GatewayError;
     const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
     this.deps.metrics.messagesRejected.inc({ reason });
+    // Listed like any refusal, so GET /api/v1/rejects shows why a publisher was not acknowledged.
+    this.keep(topic, payload, clientId, reason, `not stored, not acknowledged (the publisher sends it again): ${err.message}`);
     this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
     return { status: 'unavailable', detail: err.message, count };
   }
