@@ -34,7 +34,7 @@ describe('line protocol escaping', () => {
       { machine: 'press 1,a=b', ts: 1700000000126, metrics: { x: 3, 'temp c': 4 } },
       { machine: 'cnc-01', ts: 1700000000127, metrics: { v: 6, w: 7 } },
     ];
-    for (const r of readings) expect(lines.line(r)).toBe(readingToLine(r, tagsFor(r.machine)));
+    for (const r of readings) expect(lines.encode([r]).toString('utf8')).toBe(readingToLine(r, tagsFor(r.machine)));
   });
   it('TelemetryLines.encode gives the UTF-8 bytes of the lines joined by newlines, however long the batch', () => {
     const tagsFor = (m: string): Record<string, string | undefined> | undefined => (m.startsWith('p') ? { site: 'Halle Süd, 3', kind: 'presse=ü' } : undefined);
@@ -85,10 +85,9 @@ describe('line protocol escaping', () => {
     // time_ and time__ are metrics of their own: each takes one more `_`, so none lands on another's key.
     expect(readingToLine(r, { line: 'l1' })).toBe('telemetry,line=l1,machine=m1 time_=1,machine_=2,line_=3,_field_=4,temp_c=5,time__=6,Time=7,time___=8 5');
     const lines = new TelemetryLines(() => ({ line: 'l1' }));
-    expect(lines.line(r)).toBe(readingToLine(r, { line: 'l1' }));
     expect(lines.encode([r]).toString('utf8')).toBe(readingToLine(r, { line: 'l1' }));
     // The key does not depend on the reading's other metrics.
-    expect(lines.line({ machine: 'm1', ts: 6, metrics: { time: 8 } })).toBe('telemetry,line=l1,machine=m1 time_=8 6');
+    expect(lines.encode([{ machine: 'm1', ts: 6, metrics: { time: 8 } }]).toString('utf8')).toBe('telemetry,line=l1,machine=m1 time_=8 6');
     // One-to-one: every name comes back from its key, and no two names share a key.
     const names = ['time', 'time_', 'time__', 'machine', 'machine_', 'site', 'line', 'kind', 'kind___', '_measurement', '_measurement_', '_field', '__field', 'temp_c', 'times', 'time_x', '_', '__', 'Time_', 'x_'];
     const keys = names.map((n) => telemetryFieldKey(n));

@@ -132,7 +132,7 @@ export class Ingest {
     const reason: RejectReason = err.code === ErrorCodes.OUTBOX_FULL ? 'outbox_full' : 'internal_error';
     this.deps.metrics.messagesRejected.inc({ reason });
     // Listed like any refusal, so GET /api/v1/rejects shows why a publisher was not acknowledged.
-    this.keep(topic, payload, clientId, reason, `not stored, not acknowledged (the publisher sends it again): ${err.message}`);
+    this.keep(topic, payload, clientId, reason, `not stored, not acknowledged (a QoS 1/2 publisher sends it again; a QoS 0 message is lost, counted in smartops_readings_dropped_total): ${err.message}`);
     this.rlog.warn(`append:${reason}`, { reason, topic, clientId, error: err.message }, 'telemetry not stored: publisher will not be acknowledged');
     return { status: 'unavailable', detail: err.message, count };
   }

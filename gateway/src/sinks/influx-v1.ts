@@ -32,9 +32,14 @@ export class InfluxV1Sink implements Sink {
   private dbReady = false;
   private readonly lines: TelemetryLines;
   private readonly poster = new HttpPoster();
+  /** `/write` with the database, precision and retention policy: the same for every write. */
+  private readonly writeUrl: URL;
 
   constructor(private readonly opts: InfluxV1Options) {
     this.lines = new TelemetryLines(opts.tagsFor);
+    const params = new URLSearchParams({ db: opts.database, precision: 'ms' });
+    if (opts.retentionPolicy) params.set('rp', opts.retentionPolicy);
+    this.writeUrl = new URL(`${opts.url.replace(/\/$/, '')}/write?${params.toString()}`);
   }
 
   private headers(): Record<string, string> {
@@ -81,8 +86,6 @@ export class InfluxV1Sink implements Sink {
   }
 
   private async post(body: string | Buffer, signal?: AbortSignal): Promise<WriteOutcome> {
-    const params = new URLSearchParams({ db: this.opts.database, precision: 'ms' });
-    if (this.opts.retentionPolicy) params.set('rp', this.opts.retentionPolicy);
     try {
       // A user without admin rights cannot create it; the write below still works if it exists.
       if (!this.dbReady) await this.ensureDatabase(signal).catch((e: unknown) => {
@@ -94,7 +97,7 @@ export class InfluxV1Sink implements Sink {
         payload = await gzipAsync(body);
         headers['content-encoding'] = 'gzip';
       }
-      const res = await this.poster.post(new URL(`${this.opts.url.replace(/\/$/, '')}/write?${params.toString()}`), headers, payload, this.signal(signal));
+      const res = await this.poster.post(this.writeUrl, headers, payload, this.signal(signal));
       if (res.status >= 200 && res.status < 300) this.dbReady = true;
       // 404 "database not found" after the database was dropped: create it and retry.
       if (res.status === 404) this.dbReady = false;

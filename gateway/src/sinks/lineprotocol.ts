@@ -128,50 +128,36 @@ const MAX_CACHED = 10_000;
  * them for every reading was a visible share of the forwarder's time. Same output as readingToLine.
  */
 export class TelemetryLines {
-  /** Per machine: the series prefix, and its UTF-8 bytes followed by the space before the fields. */
-  private readonly prefixes = new Map<string, { text: string; bytes: Buffer }>();
-  /** Per metric name: the escaped field key and its UTF-8 bytes followed by `=`. */
-  private readonly keys = new Map<string, { text: string; bytes: Buffer }>();
+  /** Per machine: the series prefix's UTF-8 bytes, followed by the space before the fields. */
+  private readonly prefixes = new Map<string, Buffer>();
+  /** Per metric name: the escaped field key's UTF-8 bytes, followed by `=`. */
+  private readonly keys = new Map<string, Buffer>();
 
   /** Bytes per line of the last batch plus a margin: sizes the next buffer so it rarely has to grow. */
   private lineBytes = 96;
 
   constructor(private readonly tagsFor: (machine: string) => ExtraTags | undefined) {}
 
-  private prefix(machine: string): { text: string; bytes: Buffer } {
+  private prefix(machine: string): Buffer {
     let p = this.prefixes.get(machine);
     if (p === undefined) {
-      // formatPoint's own tag encoding, with a placeholder field cut off again.
+      // formatPoint's own tag encoding, with the placeholder field cut off again (the space stays).
       const sample = formatPoint('telemetry', { ...this.tagsFor(machine), machine }, { x: 0 }, 0);
-      const text = sample.slice(0, sample.length - ' x=0 0'.length);
-      p = { text, bytes: Buffer.from(`${text} `) };
+      p = Buffer.from(sample.slice(0, sample.length - 'x=0 0'.length));
       if (this.prefixes.size >= MAX_CACHED) this.prefixes.clear();
       this.prefixes.set(machine, p);
     }
     return p;
   }
 
-  private key(name: string): { text: string; bytes: Buffer } {
+  private key(name: string): Buffer {
     let k = this.keys.get(name);
     if (k === undefined) {
-      const text = escapeFieldKey(telemetryFieldKey(name));
-      k = { text, bytes: Buffer.from(`${text}=`) };
+      k = Buffer.from(`${escapeFieldKey(telemetryFieldKey(name))}=`);
       if (this.keys.size >= MAX_CACHED) this.keys.clear();
       this.keys.set(name, k);
     }
     return k;
-  }
-
-  line(r: Reading): string {
-    let fields = '';
-    for (const name in r.metrics) {
-      const v = r.metrics[name] as number;
-      if (!Number.isFinite(v)) continue;
-      const key = this.key(name).text;
-      fields += fields === '' ? `${key}=${String(v)}` : `,${key}=${String(v)}`;
-    }
-    if (fields === '') throw new RangeError('point for telemetry has no fields');
-    return `${this.prefix(r.machine).text} ${fields} ${Math.trunc(r.ts)}`;
   }
 
   /**
@@ -186,14 +172,14 @@ export class TelemetryLines {
     for (let i = 0; i < readings.length; i++) {
       const r = readings[i] as Reading;
       if (i > 0) out.byte(NEWLINE);
-      out.bytes(this.prefix(r.machine).bytes);
+      out.bytes(this.prefix(r.machine));
       let first = true;
       for (const name in r.metrics) {
         const v = r.metrics[name] as number;
         if (!Number.isFinite(v)) continue;
         if (!first) out.byte(COMMA);
         first = false;
-        out.bytes(this.key(name).bytes);
+        out.bytes(this.key(name));
         if (Number.isInteger(v)) out.int(v);
         else if (!out.decimal(v)) out.ascii(String(v));
       }
